@@ -1,0 +1,49 @@
+"""One exception tree for the whole engine; callers react by subclass, only the CLI catches broadly."""
+
+from __future__ import annotations
+
+
+class PolicyEngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    exit_code = 1
+
+
+class InvalidPolicyError(PolicyEngineError):
+    """A policy or metric-set document is malformed or inconsistent."""
+
+
+class RenderError(PolicyEngineError):
+    """A router could not find or rewrite the route a policy targets."""
+
+
+class ProviderUnavailableError(PolicyEngineError):
+    """A metrics provider could not be reached (connection refused, timeout, 5xx)."""
+
+    exit_code = 3
+
+
+class QueryError(PolicyEngineError):
+    """A metrics provider answered, but rejected the query (bad PromQL, 4xx)."""
+
+
+class GitError(PolicyEngineError):
+    """A Git operation failed."""
+
+
+class GitUnreachableError(GitError):
+    """The Git remote could not be reached."""
+
+    exit_code = 3
+
+
+class GitConflictError(GitError):
+    """The engine's change collides with a human commit; the human wins."""
+
+
+class ForgeError(PolicyEngineError):
+    """A forge (GitHub, GitLab, Gitea) API call failed."""
+
+
+class ClusterError(PolicyEngineError):
+    """The Kubernetes API (Argo CD Application) could not be read."""
