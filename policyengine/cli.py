@@ -2,12 +2,282 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import random
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
 import click
 
 from policyengine import __version__
+from policyengine.errors import PolicyEngineError
+from policyengine.gitops.history import release_history, render_history_json, render_history_text
+from policyengine.plan_output import plan_json, plan_markdown, plan_text
+from policyengine.policy.duration import parse_duration
+from policyengine.reconciler import Engine, EngineSettings, PassPlan, PassResult
+from policyengine.policy.loader import find_repository_root, load_tree
+from policyengine.policy.validation import check_repository
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class EngineGroup(click.Group):
+    """Maps the engine's own errors to their exit codes: 1 invalid input, 3 unreachable dependency."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PolicyEngineError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(error.exit_code)
+
+
+@click.group(cls=EngineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="policyengine")
 def main() -> None:
     """Git-native release engine for ML models served on Kubernetes."""
+
+
+@main.command()
+@click.argument(
+    "paths",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+)
+@click.option(
+    "--repo",
+    "repo",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Repository root that manifest paths are relative to "
+    "[default: the Git top-level of the first PATH, else the current directory].",
+)
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: one line per error; json: a document for CI tools.",
+)
+def validate(paths: tuple[Path, ...], repo: Path | None, output: str) -> None:
+    """Check ReleasePolicy and MetricSet files (folders: every *.yaml/*.yml below).
+
+    Prints every error as path:line:col: error: field: message and exits 1 when there is one.
+    """
+    repo_root = repo if repo is not None else find_repository_root(paths[0])
+    report = check_repository(load_tree(list(paths), repo_root), repo_root)
+    if output == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for issue in report.errors:
+            click.echo(str(issue))
+        if report.valid:
+            click.echo(report.summary())
+        else:
+            click.echo(report.failure_summary(), err=True)
+    if not report.valid:
+        raise SystemExit(1)
+
+
+# -- the reconciler's commands -------------------------------------------------------------
+
+
+def _parse_now(value: str | None) -> datetime:
+    """--now: RFC 3339 or unix seconds; the wall clock when absent (the only place it is read)."""
+    if value is None:
+        return datetime.now(UTC)
+    text = value.strip()
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither RFC 3339 (2026-11-25T10:00:00Z) nor unix seconds",
+            param_hint="--now",
+        ) from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(f"{value!r} has no time zone (add Z or +00:00)", param_hint="--now")
+    return parsed.astimezone(UTC)
+
+
+def _default_cache_dir(repo: str, branch: str) -> Path:
+    base = os.environ.get("POLICYENGINE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "policyengine"
+    )
+    digest = hashlib.sha256(f"{repo}\0{branch}".encode()).hexdigest()[:16]
+    return Path(base) / digest
+
+
+def _repo_argument(repo: str) -> str:
+    """A local path is made absolute (clones run elsewhere); URLs pass through."""
+    if "://" in repo or repo.startswith("git@"):
+        return repo
+    return str(Path(repo).resolve())
+
+
+def engine_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--repo, --branch, --cache-dir, --prometheus and --now, shared by the engine's commands."""
+    options = [
+        click.option(
+            "--repo",
+            default=".",
+            show_default=True,
+            help="The config repository: a path, file://, https:// or ssh URL.",
+        ),
+        click.option("--branch", default="main", show_default=True, help="Branch to reconcile."),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Where the engine keeps its clone [default: ~/.cache/policyengine/<hash>].",
+        ),
+        click.option(
+            "--prometheus",
+            "prometheus_url",
+            help="Prometheus base URL, overriding every policy's spec.metrics.provider.url.",
+        ),
+        click.option(
+            "--now",
+            "now_text",
+            help="Evaluate as of this instant (RFC 3339 or unix seconds) [default: now].",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _engine(repo: str, branch: str, cache_dir: Path | None, prometheus_url: str | None) -> Engine:
+    remote = _repo_argument(repo)
+    settings = EngineSettings(
+        repo=remote,
+        branch=branch,
+        cache_dir=cache_dir or _default_cache_dir(remote, branch),
+        prometheus_url=prometheus_url,
+        author=(
+            os.environ.get("POLICYENGINE_AUTHOR_NAME", "policyengine"),
+            os.environ.get("POLICYENGINE_AUTHOR_EMAIL", "policyengine@users.noreply.local"),
+        ),
+    )
+    return Engine(settings)
+
+
+def _echo_problems(plan: PassPlan) -> None:
+    for issue in plan.load_errors:
+        click.echo(str(issue), err=True)
+    for policy in plan.policies:
+        if policy.error:
+            click.echo(f"{policy.path}: error: {policy.key}: {policy.error}", err=True)
+        if policy.unreachable:
+            click.echo(f"error: {policy.key}: {policy.unreachable}", err=True)
+
+
+@main.command()
+@engine_options
+@click.option(
+    "--output",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+)
+def plan(
+    repo: str,
+    branch: str,
+    cache_dir: Path | None,
+    prometheus_url: str | None,
+    now_text: str | None,
+    output: str,
+) -> None:
+    """Dry run: each policy's decision and the diff it would commit. Writes nothing."""
+    now = _parse_now(now_text)
+    pass_plan = _engine(repo, branch, cache_dir, prometheus_url).plan(now)
+    render = {"text": plan_text, "markdown": plan_markdown, "json": plan_json}[output]
+    click.echo(render(pass_plan), nl=False)
+    _echo_problems(pass_plan)
+    raise SystemExit(pass_plan.exit_code)
+
+
+@main.command()
+@engine_options
+@click.option("--once", is_flag=True, help="Run one pass and exit with its status.")
+@click.option(
+    "--interval",
+    "interval_text",
+    help="Run a pass every D (e.g. 30s), with jitter, until SIGTERM or SIGINT.",
+)
+def reconcile(
+    repo: str,
+    branch: str,
+    cache_dir: Path | None,
+    prometheus_url: str | None,
+    now_text: str | None,
+    once: bool,
+    interval_text: str | None,
+) -> None:
+    """Decide every policy and write the decisions to Git (one commit each, one push)."""
+    if once == (interval_text is not None):
+        raise click.UsageError("give exactly one of --once and --interval")
+    engine = _engine(repo, branch, cache_dir, prometheus_url)
+    if once:
+        result = engine.reconcile_once(_parse_now(now_text))
+        _report_pass(result)
+        raise SystemExit(result.exit_code)
+    assert interval_text is not None
+    try:
+        interval = parse_duration(interval_text).total_seconds()
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--interval") from None
+    if now_text is not None:
+        raise click.UsageError("--now applies to one pass: use it with --once")
+    _loop(engine, interval)
+
+
+def _loop(engine: Engine, interval: float) -> None:
+    """Pass after pass; a signal lets the running pass finish, then the loop ends."""
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        click.echo(f"received {signal.Signals(signum).name}: finishing the pass", err=True)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping.is_set():
+        try:
+            _report_pass(engine.reconcile_once(datetime.now(UTC)))
+        except PolicyEngineError as error:
+            # A pass that cannot reach Git or Prometheus is retried on the next tick, not fatal.
+            click.echo(f"error: {error}", err=True)
+        # Jitter spreads replicas and avoids lockstep with Argo CD's own polling.
+        stopping.wait(interval * random.uniform(0.9, 1.1))
+
+
+def _report_pass(result: PassResult) -> None:
+    click.echo(plan_text(result.plan, diffs=False), nl=False)
+    if result.commits:
+        click.echo(f"pushed {len(result.commits)} commit(s) to the remote")
+    for key in result.yielded:
+        click.echo(f"{key}: yielded to a human commit on the same lines; re-planning next pass")
+    _echo_problems(result.plan)
+
+
+@main.command()
+@click.argument("policy", required=False)
+@click.option("--repo", default=".", show_default=True, help="The config repository.")
+@click.option("--branch", default="main", show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def history(
+    policy: str | None, repo: str, branch: str, cache_dir: Path | None, output: str
+) -> None:
+    """The release timeline from the engine's commit trailers (POLICY is namespace/name)."""
+    engine = _engine(repo, branch, cache_dir, None)
+    entries = release_history(engine.workspace.root, branch, policy)
+    render = render_history_json if output == "json" else render_history_text
+    click.echo(render(entries), nl=False)

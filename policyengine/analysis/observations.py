@@ -46,6 +46,11 @@ class MetricObservation:
     threshold: float | None = None  # the latency bound T for histogram metrics
 
 
+def observation_key(metric: str, threshold: float | None = None) -> str:
+    """Key of a metric in Observations.metrics: the name, plus `@T` for a latency threshold."""
+    return metric if threshold is None else f"{metric}@{threshold:g}"
+
+
 @dataclass(frozen=True)
 class Observations:
     """Everything measured for one policy in one pass, by metric name (plus traffic per version)."""

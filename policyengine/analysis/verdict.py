@@ -34,6 +34,9 @@ class ObjectiveResult:
     reason: str
     evidence: Evidence = field(default_factory=Evidence)
     on_fail: str = "rollback"
+    # Which test of the objective this is ("vs baseline", "≤ 0.01", "range"): an objective with a
+    # relative and an absolute bound yields one result per test.
+    check: str = ""
 
 
 @dataclass(frozen=True)

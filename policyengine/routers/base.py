@@ -2,14 +2,24 @@
 
 Routers are pure: they get an already-parsed ruamel.yaml round-trip document, read or change it in
 place, and never touch the disk. The reconciler loads and dumps (policyengine/documents.py).
+The functions below are what every router shares: checking a split, naming objects in errors,
+and editing round-trip mappings without disturbing their comments.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from policyengine.policy.models import ReleasePolicy
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from policyengine.documents import describe
+from policyengine.errors import RenderError
+from policyengine.policy.models import ReleasePolicy, Version
 from policyengine.strategies.decision import TrafficSplit
+
+Node = Any
+"""A node of a ruamel.yaml round-trip document (CommentedMap, CommentedSeq or a scalar)."""
 
 
 class Router(Protocol):
@@ -22,3 +32,111 @@ class Router(Protocol):
     def render(self, document: Any, policy: ReleasePolicy, split: TrafficSplit) -> None:
         """Write the split into the document in place, changing only the values that differ."""
         ...
+
+
+def require_kind(document: Any, kind: str, api_versions: Iterable[str]) -> Node:
+    """The document itself, once it is known to be an object of that kind and API version."""
+    accepted = sorted(api_versions)
+    if (
+        not isinstance(document, dict)
+        or document.get("kind") != kind
+        or document.get("apiVersion") not in accepted
+    ):
+        found = describe(document)
+        if isinstance(document, dict):
+            found += f" ({document.get('apiVersion')})"
+        raise RenderError(f"expected a {kind} ({' or '.join(accepted)}), found {found}")
+    return document
+
+
+def version_named(policy: ReleasePolicy, name: str, where: str) -> Version:
+    for version in policy.spec.versions:
+        if version.name == name:
+            return version
+    known = ", ".join(v.name for v in policy.spec.versions)
+    raise RenderError(f"{where}: {name!r} is not a version of policy {policy.key} ({known})")
+
+
+def check_split(policy: ReleasePolicy, split: TrafficSplit, where: str) -> dict[str, int]:
+    """The split's weight for every version of the policy (0 when absent), once it is sound.
+
+    A router writes what it is told, so a split that would produce a broken manifest is refused
+    here rather than written: unknown versions, weights outside 0-100, a sum other than 100.
+    """
+    given = split.as_dict()
+    for name in given:
+        version_named(policy, name, where)
+    weights = {v.name: given.get(v.name, 0) for v in policy.spec.versions}
+    out_of_range = {n: w for n, w in weights.items() if not 0 <= w <= 100}
+    if out_of_range:
+        raise RenderError(f"{where}: weights must be 0-100, got {out_of_range}")
+    if sum(weights.values()) != 100:
+        raise RenderError(f"{where}: weights must sum to 100, got {split.trailer()}")
+    if split.mirror_to is not None:
+        version_named(policy, split.mirror_to, where)
+        if not 0 < split.mirror_percent <= 100:
+            raise RenderError(
+                f"{where}: mirror percentage must be in (0, 100], got {split.mirror_percent:g}"
+            )
+    return weights
+
+
+def split_of(
+    policy: ReleasePolicy,
+    weights: Mapping[str, int],
+    mirror_to: str | None = None,
+    mirror_percent: float = 0.0,
+) -> TrafficSplit:
+    """A TrafficSplit listing every version of the policy, in the policy's order."""
+    ordered = {v.name: weights.get(v.name, 0) for v in policy.spec.versions}
+    return TrafficSplit.of(ordered, mirror_to, mirror_percent)
+
+
+def percentages(shares: Mapping[str, float]) -> dict[str, int]:
+    """Proportional shares as whole percentages summing to 100 (largest remainder first)."""
+    total = sum(shares.values())
+    exact = {name: share * 100 / total for name, share in shares.items()}
+    result = {name: int(value) for name, value in exact.items()}
+    by_remainder = sorted(exact, key=lambda name: exact[name] - result[name], reverse=True)
+    for name in by_remainder[: 100 - sum(result.values())]:
+        result[name] += 1
+    return result
+
+
+def number_value(value: float) -> int | float:
+    """10.0 is written as 10: the schemas take either, and people write integers."""
+    return int(value) if float(value).is_integer() else value
+
+
+def same_number(existing: Any, wanted: float) -> bool:
+    """Whether a value already in the manifest equals the wanted number (10 == 10.0)."""
+    return (
+        isinstance(existing, int | float)
+        and not isinstance(existing, bool)
+        and float(existing) == float(wanted)
+    )
+
+
+def insert_key(
+    mapping: Node, key: str, value: Any, *, before: str | None = None, after: str | None = None
+) -> None:
+    """Add a key beside a sibling (so new keys land where people put them), else at the end."""
+    keys = list(mapping.keys())
+    if after is not None and after in keys:
+        mapping.insert(keys.index(after) + 1, key, value)
+    elif before is not None and before in keys:
+        mapping.insert(keys.index(before), key, value)
+    else:
+        mapping[key] = value
+
+
+def plain_copy(node: Any) -> Any:
+    """A copy of a round-trip node without its comments (a cloned entry must not repeat them)."""
+    if isinstance(node, dict):
+        copied = CommentedMap()
+        for key, value in node.items():
+            copied[key] = plain_copy(value)
+        return copied
+    if isinstance(node, list):
+        return CommentedSeq(plain_copy(item) for item in node)
+    return node

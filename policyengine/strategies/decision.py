@@ -32,7 +32,9 @@ class TrafficSplit:
     mirror_percent: float = 0.0
 
     @classmethod
-    def of(cls, weights: dict[str, int], mirror_to: str | None = None, mirror_percent: float = 0.0) -> TrafficSplit:
+    def of(
+        cls, weights: dict[str, int], mirror_to: str | None = None, mirror_percent: float = 0.0
+    ) -> TrafficSplit:
         return cls(tuple(weights.items()), mirror_to, mirror_percent if mirror_to else 0.0)
 
     def as_dict(self) -> dict[str, int]:
@@ -40,6 +42,14 @@ class TrafficSplit:
 
     def weight(self, version: str) -> int:
         return self.as_dict().get(version, 0)
+
+    def same_as(self, other: TrafficSplit) -> bool:
+        """Equal weights and mirror, whatever the order the versions are listed in."""
+        return (
+            self.as_dict() == other.as_dict()
+            and self.mirror_to == other.mirror_to
+            and self.mirror_percent == other.mirror_percent
+        )
 
     def trailer(self) -> str:
         """The `Weights:` trailer value: v1=90,v2=10 (plus mirror=v2:10 when mirroring)."""

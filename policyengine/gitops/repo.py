@@ -1,0 +1,635 @@
+"""The engine's own clone of the config repository: clone/fetch, cheap commits, and a push that
+fetches, replays the engine's commits onto the new remote head and retries — the human always wins.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import random
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit, urlunsplit
+
+from policyengine.errors import GitError, GitUnreachableError
+from policyengine.gitops.commits import policies_of
+from policyengine.gitops.environment import git_environment
+
+log = logging.getLogger(__name__)
+
+TOKEN_VARIABLE = "POLICYENGINE_GIT_TOKEN"
+TOKEN_FILE_VARIABLE = "POLICYENGINE_GIT_TOKEN_FILE"
+USERNAME_VARIABLE = "POLICYENGINE_GIT_USERNAME"
+
+# Rejections that mean "someone pushed first": fetch, replay, retry. Anything else (a hook or
+# permission refusing us) will not get better by retrying.
+_RACE_MARKERS = (
+    "fetch first",
+    "non-fast-forward",
+    "stale info",
+    "failed to update ref",
+    "failed to lock",
+    "cannot lock ref",
+    "incorrect old value",
+)
+
+
+@dataclass(frozen=True)
+class GitCredentials:
+    """An HTTPS token; the username matters only to forges that check it (GitLab: oauth2)."""
+
+    token: str | None = field(default=None, repr=False)
+    username: str = "x-access-token"
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> GitCredentials:
+        """POLICYENGINE_GIT_TOKEN, else the file POLICYENGINE_GIT_TOKEN_FILE names (trimmed)."""
+        env = os.environ if environ is None else environ
+        username = env.get(USERNAME_VARIABLE) or "x-access-token"
+        token = env.get(TOKEN_VARIABLE)
+        if not token and env.get(TOKEN_FILE_VARIABLE):
+            path = Path(env[TOKEN_FILE_VARIABLE])
+            try:
+                token = path.read_text(encoding="utf-8").strip()
+            except OSError as error:
+                # The path is configuration, not a secret; the content never appears.
+                raise GitError(f"cannot read {TOKEN_FILE_VARIABLE} {path}: {error.strerror}") from None
+        return cls(token=token or None, username=username)
+
+    def authorization(self) -> str | None:
+        if not self.token:
+            return None
+        pair = f"{self.username}:{self.token}".encode()
+        return "Basic " + base64.b64encode(pair).decode("ascii")
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every spelling of the secret that must never reach a log or an error message."""
+        header = self.authorization()
+        if not self.token or header is None:
+            return ()
+        return (self.token, header.removeprefix("Basic "))
+
+
+@dataclass(frozen=True)
+class DroppedCommit:
+    """An engine commit not pushed because a human changed the same lines meanwhile."""
+
+    commit: str  # the engine's original (never pushed) commit
+    policies: tuple[str, ...]  # re-plan these next pass
+    paths: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class PushResult:
+    pushed: bool
+    commits: tuple[str, ...]  # what reached the remote, oldest first (replayed ids if replayed)
+    dropped: tuple[DroppedCommit, ...]
+    attempts: int
+
+    @property
+    def dropped_policies(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p for d in self.dropped for p in d.policies))
+
+
+@dataclass(frozen=True)
+class _TreeEntry:
+    path: str
+    mode: str
+    sha: str
+
+
+@dataclass(frozen=True)
+class _FileChange:
+    path: str
+    mode: str  # of the new side; the old side's for deletions
+    old: str | None  # blob id before, None when added
+    new: str | None  # blob id after, None when deleted
+
+
+def _split_credentials_from_url(remote: str, credentials: GitCredentials) -> tuple[str, GitCredentials]:
+    """Keep user:token@ out of the stored URL (and so out of .git/config and messages)."""
+    parts = urlsplit(remote)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return remote, credentials
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    if credentials.token or not password:
+        return clean, credentials
+    return clean, GitCredentials(token=password, username=user or credentials.username)
+
+
+def _validated_path(path: str) -> str:
+    pure = PurePosixPath(path)
+    if (
+        not path
+        or pure.is_absolute()
+        or ".." in pure.parts
+        or "\\" in path
+        or pure.parts[0] == ".git"
+        or str(pure) != path
+    ):
+        raise ValueError(f"not a normalised repository-relative path: {path!r}")
+    return path
+
+
+class Workspace:
+    """The engine-owned clone of one branch of the config repository, kept in a cache folder.
+
+    Invariant: the work tree and index equal HEAD (commits write the changed files and stage
+    exactly those), so callers may read files from `root` or through `read`/`read_blobs`.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        remote: str,
+        branch: str,
+        credentials: GitCredentials,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._root = root
+        self._remote = remote
+        self._branch = branch
+        self._credentials = credentials
+        self._sleep = sleep
+        self._env = git_environment(self._credential_config())
+        self._head = ""
+        self._tree = ""
+        self._synced = ""  # the remote head our unpushed commits sit on
+        self._pushes = 0
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        remote: str | Path,
+        cache_dir: Path,
+        branch: str = "main",
+        credentials: GitCredentials | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Workspace:
+        """Clone `remote` into `cache_dir`, or fetch and reset the existing cache clone to the
+        remote branch (discarding anything unpushed: the cache is the engine's, not a person's).
+        """
+        url = str(Path(remote).resolve()) if isinstance(remote, Path) else str(remote)
+        url, creds = _split_credentials_from_url(url, credentials or GitCredentials())
+        cache = Path(cache_dir)
+        workspace = cls(cache, url, branch, creds, sleep)
+        if (cache / ".git").is_dir():
+            workspace._git(["remote", "set-url", "origin", url])
+            workspace.refresh()
+        else:
+            if cache.exists() and any(cache.iterdir()):
+                raise GitError(f"cache folder {cache} exists, is not empty and is not a clone")
+            workspace._clone()
+        return workspace
+
+    def _clone(self) -> None:
+        self._root.parent.mkdir(parents=True, exist_ok=True)
+        self._git_network(
+            [
+                "clone",
+                "--quiet",
+                "--no-tags",
+                "--single-branch",
+                "--branch",
+                self._branch,
+                "--template=",
+                "--",
+                self._remote,
+                str(self._root),
+            ],
+            cwd=self._root.parent,
+        )
+        self._synced = self._rev_parse(f"refs/remotes/origin/{self._branch}")
+        self._set_head(self._rev_parse("HEAD"))
+
+    def refresh(self) -> None:
+        """Fetch the branch and reset the clone (HEAD, index, work tree) to the remote head."""
+        self._fetch()
+        remote_head = self._rev_parse(f"refs/remotes/origin/{self._branch}")
+        self._git(["checkout", "--quiet", "--force", "-B", self._branch, remote_head])
+        # Leftovers of an interrupted pass (new files never committed) must not be loaded.
+        self._git(["clean", "-q", "-f", "-f", "-d"])
+        self._synced = remote_head
+        self._set_head(remote_head)
+
+    def _fetch(self) -> None:
+        refspec = f"+refs/heads/{self._branch}:refs/remotes/origin/{self._branch}"
+        self._git_network(["fetch", "--quiet", "--no-tags", "origin", refspec])
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    @property
+    def branch(self) -> str:
+        return self._branch
+
+    @property
+    def remote(self) -> str:
+        """The remote URL as stored: never with credentials."""
+        return self._remote
+
+    @property
+    def pushes(self) -> int:
+        """How many `git push` commands this workspace has run (the benchmark reports it)."""
+        return self._pushes
+
+    def head(self) -> str:
+        return self._head
+
+    def read(self, path: str) -> bytes:
+        """A file's content at HEAD (from the work tree, which equals HEAD by invariant)."""
+        return (self._root / _validated_path(path)).read_bytes()
+
+    def blob_ids(self, paths: Iterable[str] | None = None) -> dict[str, str]:
+        """Blob id per file path at HEAD, under the given paths (files or folders) or all.
+
+        Callers cache parsed documents by blob id and re-parse only what changed.
+        """
+        args = ["ls-tree", "-r", "-z", "--full-tree", self._tree]
+        selected = list(paths) if paths is not None else None
+        if selected is not None:
+            if not selected:
+                return {}
+            args += ["--", *(_validated_path(p.rstrip("/")) for p in selected)]
+        return {entry.path: entry.sha for entry in self._ls_tree_entries(args)}
+
+    def read_blobs(self, blob_ids: Iterable[str]) -> dict[str, bytes]:
+        """Contents of many blobs through one `git cat-file --batch`."""
+        wanted = list(dict.fromkeys(blob_ids))
+        if not wanted:
+            return {}
+        output = self._git(["cat-file", "--batch"], input=("\n".join(wanted) + "\n").encode())
+        contents: dict[str, bytes] = {}
+        offset = 0
+        for blob_id in wanted:
+            end = output.index(b"\n", offset)
+            header = output[offset:end].decode()
+            if header.endswith(" missing"):
+                raise GitError(f"object {blob_id} is missing from {self._root}")
+            size = int(header.rsplit(" ", 1)[1])
+            contents[blob_id] = output[end + 1 : end + 1 + size]
+            offset = end + 1 + size + 1
+        return contents
+
+    def unpushed(self) -> list[str]:
+        """The engine's commits not on the remote yet, oldest first."""
+        if self._head == self._synced:
+            return []
+        listed = self._git(["rev-list", "--reverse", self._head, "--not", self._synced])
+        return listed.decode().split()
+
+    # -- committing ------------------------------------------------------------------------
+
+    def commit(
+        self,
+        changes: Mapping[str, bytes | None],
+        message: str,
+        author: tuple[str, str],
+        now: datetime,
+    ) -> str | None:
+        """Commit new contents (None deletes) on top of HEAD; None when nothing changed.
+
+        Plumbing only: write the changed files, stage exactly those paths, write-tree,
+        commit-tree, update-ref. Git never walks the rest of the work tree.
+        """
+        paths = [_validated_path(p) for p in changes]
+        if not paths:
+            return None
+        try:
+            for path in paths:
+                content = changes[path]
+                target = self._root / path
+                if content is None:
+                    target.unlink(missing_ok=True)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(content)
+            stdin = b"".join(p.encode() + b"\0" for p in paths)
+            self._git(["update-index", "--add", "--remove", "-z", "--stdin"], input=stdin)
+            tree = self._git(["write-tree"]).decode().strip()
+            if tree == self._tree:
+                return None
+            sha = self._commit_tree(tree, self._head, message, _identity_env(author, now))
+            self._git(["update-ref", "-m", "policyengine: commit", f"refs/heads/{self._branch}", sha, self._head])
+        except BaseException:
+            # Keep the invariant (work tree and index equal HEAD) even when interrupted.
+            self._git(["reset", "--quiet", "--hard", self._head], check=False)
+            raise
+        self._set_head(sha, tree)
+        return sha
+
+    def _commit_tree(self, tree: str, parent: str, message: str, identity: dict[str, str]) -> str:
+        output = self._git(
+            ["commit-tree", "--no-gpg-sign", "-p", parent, "-F", "-", tree],
+            input=message.encode(),
+            env_extra=identity,
+        )
+        return output.decode().strip()
+
+    # -- pushing ---------------------------------------------------------------------------
+
+    def push(self, max_attempts: int = 5) -> PushResult:
+        """Push HEAD to the branch; on a rejection fetch, replay, back off and retry.
+
+        Never forces. An engine commit whose change collides with a human commit is dropped
+        (the human wins) and reported, with every later engine commit of the same policies.
+        """
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        dropped: list[DroppedCommit] = []
+        pending = self.unpushed()
+        attempt = 0
+        while pending:
+            attempt += 1
+            rejection = self._push_once()
+            if rejection is None:
+                self._git(["update-ref", f"refs/remotes/origin/{self._branch}", self._head])
+                self._synced = self._head
+                return PushResult(True, tuple(pending), tuple(dropped), attempt)
+            log.info("push to %s rejected (%s); fetching and replaying", self._remote, rejection)
+            if attempt >= max_attempts:
+                raise GitError(
+                    f"push to {self._remote} branch {self._branch} rejected {attempt} times "
+                    f"(last: {rejection}); {len(pending)} engine commit(s) left unpushed"
+                )
+            self._sleep(min(5.0, 0.2 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5))
+            self._fetch()
+            new_base = self._rev_parse(f"refs/remotes/origin/{self._branch}")
+            dropped += self._replay_onto(new_base, pending)
+            pending = self.unpushed()
+        return PushResult(False, (), tuple(dropped), attempt)
+
+    def _push_once(self) -> str | None:
+        """None when pushed; the rejection reason when someone was first. Raises otherwise."""
+        self._pushes += 1
+        completed = self._run(
+            [
+                "push",
+                "--porcelain",
+                "--no-verify",
+                "origin",
+                f"{self._head}:refs/heads/{self._branch}",
+            ],
+            check=False,
+        )
+        if completed.returncode == 0:
+            return None
+        stdout = self._redact(completed.stdout.decode(errors="replace"))
+        rejected = [line for line in stdout.splitlines() if line.startswith("!")]
+        if not rejected:
+            raise GitUnreachableError(
+                f"cannot push to {self._remote}: {self._stderr_summary(completed)}"
+            )
+        reason = rejected[0].split("\t")[-1]
+        if any(marker in reason for marker in _RACE_MARKERS):
+            return reason
+        raise GitError(f"push to {self._remote} branch {self._branch} refused: {reason}")
+
+    def _replay_onto(self, new_base: str, commits: list[str]) -> list[DroppedCommit]:
+        """Re-create `commits` on `new_base` file by file with 3-way merges; move HEAD there."""
+        dropped: list[DroppedCommit] = []
+        dropped_policies: set[str] = set()
+        base_files = {e.path: e for e in self._ls_tree_entries(["ls-tree", "-r", "-z", "--full-tree", new_base])}
+        head = new_base
+        with tempfile.TemporaryDirectory(prefix="policyengine-replay-") as scratch:
+            index_env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            self._git(["read-tree", new_base], env_extra=index_env)
+            for commit in commits:
+                raw = self._git(["cat-file", "commit", commit]).decode("utf-8", errors="replace")
+                headers, _, message = raw.partition("\n\n")
+                policies = policies_of(message)
+                file_changes = self._changes_of(commit)
+                if dropped_policies.intersection(policies):
+                    dropped.append(
+                        DroppedCommit(
+                            commit,
+                            policies,
+                            tuple(c.path for c in file_changes),
+                            "builds on a dropped decision of the same policy",
+                        )
+                    )
+                    continue
+                resolved, conflicts = self._merge_changes(file_changes, base_files, scratch)
+                if conflicts:
+                    dropped.append(
+                        DroppedCommit(
+                            commit,
+                            policies,
+                            tuple(c.path for c in file_changes),
+                            "a human commit changed the same lines of " + ", ".join(conflicts),
+                        )
+                    )
+                    dropped_policies.update(policies)
+                    log.warning(
+                        "dropped engine commit %s for %s: human change to %s wins",
+                        commit[:10],
+                        ", ".join(policies) or "(no policy)",
+                        ", ".join(conflicts),
+                    )
+                    continue
+                if not resolved:
+                    continue  # a human already made exactly this change
+                zero = "0" * len(new_base)
+                index_info = "".join(
+                    f"{mode} {sha}\t{path}\0" if sha else f"0 {zero}\t{path}\0"
+                    for path, (mode, sha) in resolved.items()
+                )
+                self._git(["update-index", "-z", "--index-info"], input=index_info.encode(), env_extra=index_env)
+                tree = self._git(["write-tree"], env_extra=index_env).decode().strip()
+                head = self._commit_tree(tree, head, message, _identity_from_headers(headers))
+                for path, (mode, sha) in resolved.items():
+                    if sha is None:
+                        base_files.pop(path, None)
+                    else:
+                        base_files[path] = _TreeEntry(path, mode, sha)
+        self._git(["update-ref", "-m", "policyengine: replay", f"refs/heads/{self._branch}", head, self._head])
+        self._git(["reset", "--quiet", "--hard", head])
+        self._synced = new_base
+        self._set_head(head)
+        return dropped
+
+    def _merge_changes(
+        self, changes: list[_FileChange], base_files: Mapping[str, _TreeEntry], scratch: str
+    ) -> tuple[dict[str, tuple[str, str | None]], list[str]]:
+        """Per path: the (mode, blob or None) to stage, or a conflict."""
+        resolved: dict[str, tuple[str, str | None]] = {}
+        conflicts: list[str] = []
+        for change in changes:
+            current = base_files.get(change.path)
+            theirs = current.sha if current else None
+            if theirs == change.new:
+                continue
+            if theirs == change.old:
+                resolved[change.path] = (change.mode, change.new)
+                continue
+            if change.old is None or change.new is None or theirs is None:
+                conflicts.append(change.path)  # add/add, modify/delete: nothing to merge line-wise
+                continue
+            merged = self._merge_file(change.old, change.new, theirs, scratch)
+            if merged is None:
+                conflicts.append(change.path)
+            else:
+                resolved[change.path] = (change.mode, merged)
+        return resolved, conflicts
+
+    def _merge_file(self, base: str, ours: str, theirs: str, scratch: str) -> str | None:
+        blobs = self.read_blobs([base, ours, theirs])
+        files = []
+        for label, blob in (("ours", ours), ("base", base), ("theirs", theirs)):
+            path = Path(scratch) / label
+            path.write_bytes(blobs[blob])
+            files.append(str(path))
+        completed = self._run(["merge-file", "-p", "--quiet", *files], check=False)
+        if completed.returncode != 0:
+            return None  # conflicts (a count) or binary content: the human's version stays
+        return self._git(["hash-object", "-w", "--stdin"], input=completed.stdout).decode().strip()
+
+    def _changes_of(self, commit: str) -> list[_FileChange]:
+        output = self._git(["diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", f"{commit}^", commit])
+        fields = output.decode("utf-8", errors="surrogateescape").split("\0")
+        changes: list[_FileChange] = []
+        for i in range(0, len(fields) - 1, 2):
+            meta, path = fields[i], fields[i + 1]
+            old_mode, new_mode, old_sha, new_sha, status = meta.lstrip(":").split(" ")
+            zero = "0" * len(old_sha)
+            changes.append(
+                _FileChange(
+                    path,
+                    old_mode if status == "D" else new_mode,
+                    None if old_sha == zero else old_sha,
+                    None if new_sha == zero else new_sha,
+                )
+            )
+        return changes
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _set_head(self, sha: str, tree: str | None = None) -> None:
+        self._head = sha
+        self._tree = tree or self._rev_parse(f"{sha}^{{tree}}")
+
+    def _rev_parse(self, revision: str) -> str:
+        return self._git(["rev-parse", "--verify", "--quiet", revision]).decode().strip()
+
+    def _ls_tree_entries(self, args: list[str]) -> list[_TreeEntry]:
+        output = self._git(args)
+        entries: list[_TreeEntry] = []
+        for record in output.decode("utf-8", errors="surrogateescape").split("\0"):
+            if not record:
+                continue
+            meta, path = record.split("\t", 1)
+            mode, kind, sha = meta.split(" ")
+            if kind == "blob":
+                entries.append(_TreeEntry(path, mode, sha))
+        return entries
+
+    def _credential_config(self) -> dict[str, str]:
+        header = self._credentials.authorization()
+        if header is None or urlsplit(self._remote).scheme not in ("http", "https"):
+            return {}
+        # Through the child's environment, never argv or .git/config; scoped to this remote's
+        # URL so a redirect to another host does not receive it.
+        return {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": f"http.{self._remote}.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: {header}",
+        }
+
+    def _redact(self, text: str) -> str:
+        for secret in self._credentials.secrets():
+            text = text.replace(secret, "***")
+        return text
+
+    def _stderr_summary(self, completed: subprocess.CompletedProcess[bytes]) -> str:
+        lines = self._redact(completed.stderr.decode(errors="replace")).strip().splitlines()
+        return " / ".join(line.strip() for line in lines[-3:]) or f"exit code {completed.returncode}"
+
+    def _run(
+        self,
+        args: list[str],
+        *,
+        input: bytes | None = None,
+        env_extra: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
+        env = {**self._env, **env_extra} if env_extra else self._env
+        log.debug("git %s", " ".join(args[:2]))
+        completed = subprocess.run(
+            ["git", *args],
+            cwd=cwd or self._root,
+            env=env,
+            input=input,
+            capture_output=True,
+            check=False,
+        )
+        if check and completed.returncode != 0:
+            raise GitError(
+                f"git {args[0]} failed in {self._root}: {self._stderr_summary(completed)}"
+            )
+        return completed
+
+    def _git(
+        self,
+        args: list[str],
+        *,
+        input: bytes | None = None,
+        env_extra: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> bytes:
+        return self._run(args, input=input, env_extra=env_extra, check=check).stdout
+
+    def _git_network(self, args: list[str], cwd: Path | None = None) -> None:
+        completed = self._run(args, cwd=cwd, check=False)
+        if completed.returncode == 0:
+            return
+        summary = self._stderr_summary(completed)
+        if "couldn't find remote ref" in summary or "Remote branch" in summary:
+            raise GitError(f"branch {self._branch} not found on {self._remote}: {summary}")
+        raise GitUnreachableError(f"git {args[0]} from {self._remote} failed: {summary}")
+
+
+def _identity_env(author: tuple[str, str], now: datetime) -> dict[str, str]:
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    name, email = author
+    date = f"@{int(now.timestamp())} +0000"
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_AUTHOR_DATE": date,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+        "GIT_COMMITTER_DATE": date,
+    }
+
+
+def _identity_from_headers(headers: str) -> dict[str, str]:
+    """Author and committer of a commit being replayed, dates included: a replay is a copy."""
+    env: dict[str, str] = {}
+    for line in headers.splitlines():
+        role, _, value = line.partition(" ")
+        if role not in ("author", "committer"):
+            continue
+        name_email, _, date = value.rpartition("> ")
+        name, _, email = name_email.partition(" <")
+        prefix = "GIT_AUTHOR" if role == "author" else "GIT_COMMITTER"
+        env[f"{prefix}_NAME"] = name
+        env[f"{prefix}_EMAIL"] = email
+        env[f"{prefix}_DATE"] = date
+    return env

@@ -1,0 +1,464 @@
+"""One metrics pass for many policies: one range query per distinct template and interval, fanned
+back into per-policy Observations with counts per concurrent window.
+
+`plan_queries` and `observations_from` are pure; `collect` is the shell that sends the queries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from policyengine.analysis.observations import (
+    DataStatus,
+    GaugePoint,
+    MetricObservation,
+    Observations,
+    WindowCounts,
+)
+from policyengine.errors import PolicyEngineError
+from policyengine.metrics import promql
+from policyengine.metrics.provider import MetricsProvider, QueryResult, Series
+from policyengine.policy.duration import format_duration, parse_duration
+from policyengine.policy.models import MetricSet, MetricTemplate, ReleasePolicy
+
+DEFAULT_VERSION_LABEL = "version"
+"""Version label of custom templates used without a metric set."""
+TRAFFIC_METRICS = ("error-rate",)
+"""Metrics whose `total` counts requests, preferred in this order to measure traffic."""
+ROLES_BY_TYPE = {"proportion": ("events", "total"), "histogram": ("buckets",), "gauge": ("query",)}
+
+
+@dataclass(frozen=True)
+class MetricNeed:
+    """One metric that one policy needs in this pass, for its versions since `since`."""
+
+    policy_key: str
+    metric_name: str
+    template: MetricTemplate
+    version_label: str
+    namespace_label: str | None
+    namespace: str
+    model: str | None
+    versions: Mapping[str, str]  # version name -> value of the version label
+    since: datetime
+    interval: timedelta
+    threshold: float | None = None  # histogram: the latency bound T, on a bucket bound
+    traffic: bool = False  # fills Observations.traffic (requests per version) instead
+
+    @property
+    def observation_key(self) -> str:
+        return observation_key(self.metric_name, self.threshold)
+
+    def roles(self) -> tuple[str, ...]:
+        if self.traffic:
+            return ("total",) if self.template.total is not None else ("buckets",)
+        return ROLES_BY_TYPE[self.template.type]
+
+
+@dataclass(frozen=True)
+class QueryKey:
+    """What makes two needs share one query: same template text, labels, window and values."""
+
+    template: str
+    counts: bool  # increase() over windows (events, totals, buckets) versus gauge values
+    version_label: str
+    namespace_label: str | None
+    interval_seconds: int
+    namespace: str | None  # only when the template itself uses ${namespace}
+    model: str | None  # only when the template itself uses ${model}
+
+
+@dataclass(frozen=True)
+class PlannedQuery:
+    key: QueryKey
+    promql: str
+    start: datetime
+    end: datetime
+    step: timedelta
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    queries: tuple[PlannedQuery, ...]
+    # Keys that need no query: nothing complete yet, or the template is broken.
+    settled: Mapping[QueryKey, QueryResult] = field(default_factory=dict)
+
+
+def observation_key(metric: str, threshold: float | None = None) -> str:
+    """Key of a metric in Observations.metrics: the name, plus `@T` for a latency threshold."""
+    return metric if threshold is None else f"{metric}@{threshold:g}"
+
+
+def needs_of(
+    policy: ReleasePolicy,
+    metric_set: MetricSet | None,
+    metrics: Mapping[str, MetricTemplate],
+    since: datetime,
+) -> list[MetricNeed]:
+    """The needs of one policy: each objective's metric, and the request count for traffic."""
+    source = policy.spec.metrics
+    if source is None or not metrics:
+        return []
+    version_label = metric_set.spec.version_label if metric_set else DEFAULT_VERSION_LABEL
+    namespace_label = metric_set.spec.namespace_label if metric_set else None
+    versions = {v.name: v.label_value for v in policy.spec.versions}
+    interval = parse_duration(policy.spec.analysis.interval)
+
+    def need(
+        metric: str, template: MetricTemplate, threshold: float | None, traffic: bool
+    ) -> MetricNeed:
+        return MetricNeed(
+            policy_key=policy.key,
+            metric_name=metric,
+            template=template,
+            version_label=version_label,
+            namespace_label=namespace_label,
+            namespace=policy.metadata.namespace,
+            model=source.model if source else None,
+            versions=versions,
+            since=since,
+            interval=interval,
+            threshold=threshold,
+            traffic=traffic,
+        )
+
+    needs: dict[str, MetricNeed] = {}
+    for objective in policy.spec.objectives:
+        template = metrics.get(objective.metric)
+        if template is None:
+            continue  # validation reports unknown metrics; nothing to measure here
+        threshold = objective.threshold if template.type == "histogram" else None
+        wanted = need(objective.metric, template, threshold, traffic=False)
+        needs.setdefault(wanted.observation_key, wanted)
+    traffic_metric = _traffic_metric(metrics)
+    if traffic_metric is not None:
+        needs["\0traffic"] = need(traffic_metric, metrics[traffic_metric], None, traffic=True)
+    return list(needs.values())
+
+
+def _traffic_metric(metrics: Mapping[str, MetricTemplate]) -> str | None:
+    for name in TRAFFIC_METRICS:
+        if name in metrics and metrics[name].total is not None:
+            return name
+    proportions = sorted(n for n, t in metrics.items() if t.type == "proportion")
+    histograms = sorted(n for n, t in metrics.items() if t.type == "histogram")
+    return next(iter(proportions + histograms), None)
+
+
+def query_key(need: MetricNeed, role: str) -> QueryKey:
+    text = getattr(need.template, role)
+    assert isinstance(text, str), f"{need.metric_name} has no {role} query"
+    used = _placeholders(text)
+    return QueryKey(
+        template=text,
+        counts=role != "query",
+        version_label=need.version_label,
+        namespace_label=need.namespace_label,
+        interval_seconds=_whole_seconds(need.interval),
+        namespace=need.namespace if "namespace" in used else None,
+        model=(need.model or "") if "model" in used else None,
+    )
+
+
+def plan_queries(needs: Sequence[MetricNeed], now: datetime) -> QueryPlan:
+    """One range query per distinct QueryKey, covering every need that shares it."""
+    groups: dict[QueryKey, list[MetricNeed]] = defaultdict(list)
+    for need in needs:
+        for role in need.roles():
+            groups[query_key(need, role)].append(need)
+    queries = []
+    settled: dict[QueryKey, QueryResult] = {}
+    for key, members in groups.items():
+        step = key.interval_seconds
+        since = min(_seconds(n.since) for n in members)
+        # Points sit on multiples of the interval since the epoch, so every pass and every
+        # backtest sees the same windows; a counter's point at t covers (t - step, t].
+        first_point = since + step if key.counts else since
+        start = math.ceil(first_point / step) * step
+        end = math.floor(_seconds(now) / step) * step
+        if start > end:
+            settled[key] = QueryResult(
+                DataStatus.NO_DATA,
+                message=f"no complete {format_duration(timedelta(seconds=step))} window yet "
+                f"since {_at(since).isoformat()}",
+            )
+            continue
+        try:
+            text = _render(key, members)
+        except (PolicyEngineError, ValueError) as error:
+            settled[key] = QueryResult(DataStatus.QUERY_ERROR, message=str(error))
+            continue
+        queries.append(PlannedQuery(key, text, _at(start), _at(end), timedelta(seconds=step)))
+    return QueryPlan(tuple(queries), settled)
+
+
+def _render(key: QueryKey, members: Sequence[MetricNeed]) -> str:
+    values = {value for need in members for value in need.versions.values()}
+    namespaces = {need.namespace for need in members}
+    selector = promql.build_selector(
+        key.version_label,
+        values,
+        key.namespace_label,
+        namespaces if key.namespace_label else (),
+    )
+    return promql.render(
+        key.template,
+        selector=selector,
+        group_by_labels=promql.group_by(key.version_label, key.namespace_label),
+        window=format_duration(timedelta(seconds=key.interval_seconds)),
+        namespace=key.namespace or "",
+        model=key.model or "",
+    )
+
+
+def collect(
+    provider: MetricsProvider, needs: Sequence[MetricNeed], now: datetime
+) -> dict[str, Observations]:
+    """Send the pass's queries (stopping at the first unreachable answer) and fan them out."""
+    plan = plan_queries(needs, now)
+    results: dict[QueryKey, QueryResult] = dict(plan.settled)
+    unreachable: QueryResult | None = None
+    for query in plan.queries:
+        if unreachable is not None:
+            # One refused connection answers for the rest: retrying each would only add delay.
+            results[query.key] = unreachable
+            continue
+        result = provider.query_range(query.promql, query.start, query.end, query.step)
+        if result.status is DataStatus.UNREACHABLE:
+            unreachable = result
+        results[query.key] = result
+    return observations_from(needs, results)
+
+
+def observations_from(
+    needs: Iterable[MetricNeed], results: Mapping[QueryKey, QueryResult]
+) -> dict[str, Observations]:
+    """Per policy key, the Observations built from the shared query results."""
+    metrics: dict[str, dict[str, MetricObservation]] = defaultdict(dict)
+    traffic: dict[str, MetricObservation] = {}
+    policies: list[str] = []
+    for need in needs:
+        if need.policy_key not in policies:
+            policies.append(need.policy_key)
+        observed = _observe(need, {role: results[query_key(need, role)] for role in need.roles()})
+        if need.traffic:
+            traffic[need.policy_key] = observed
+        else:
+            metrics[need.policy_key][need.observation_key] = observed
+    observations = {}
+    for key in policies:
+        measured = traffic.get(key)
+        problems = [m for m in metrics[key].values() if m.status is DataStatus.UNREACHABLE]
+        if measured is not None and measured.status is DataStatus.UNREACHABLE:
+            problems.insert(0, measured)
+        observations[key] = Observations(
+            metrics=metrics[key],
+            traffic=measured.windows if measured else {},
+            traffic_status=measured.status if measured else DataStatus.NO_DATA,
+            message=problems[0].message
+            if problems
+            else (measured.message if measured else "no request metric to measure traffic"),
+        )
+    return observations
+
+
+def _observe(need: MetricNeed, results: Mapping[str, QueryResult]) -> MetricObservation:
+    kind = "gauge" if need.template.type == "gauge" and not need.traffic else "proportion"
+    failed = _worst(results, need)
+    if failed is not None:
+        return MetricObservation(
+            need.metric_name, kind, failed.status, message=failed.message, threshold=need.threshold
+        )
+    if kind == "gauge":
+        return _gauges(need, results["query"])
+    if "buckets" in results:
+        return _histogram(need, results["buckets"])
+    return _proportion(need, results.get("events"), results["total"])
+
+
+def _worst(results: Mapping[str, QueryResult], need: MetricNeed) -> QueryResult | None:
+    for status in (DataStatus.UNREACHABLE, DataStatus.QUERY_ERROR):
+        for result in results.values():
+            if result.status is status:
+                return result
+    # A missing error series is zero errors (counters labelled by code appear on first use);
+    # any other role without data leaves the metric without data.
+    for role, result in results.items():
+        if result.status is DataStatus.NO_DATA and role != "events":
+            return result
+    return None
+
+
+def _proportion(
+    need: MetricNeed, events: QueryResult | None, total: QueryResult
+) -> MetricObservation:
+    step = need.interval
+    windows: dict[str, tuple[WindowCounts, ...]] = {}
+    for version, value in need.versions.items():
+        totals = _summed(_series_of(total, need, value))
+        errors = _summed(_series_of(events, need, value)) if events is not None else {}
+        windows[version] = tuple(
+            # increase() extrapolates each series on its own, so events can overshoot total.
+            WindowCounts(at - step, min(errors.get(at, 0.0), count), count)
+            for at, count in sorted(totals.items())
+            if at - step >= need.since
+        )
+    return _with_missing(need, "proportion", windows, total)
+
+
+def _histogram(need: MetricNeed, buckets: QueryResult) -> MetricObservation:
+    step = need.interval
+    windows: dict[str, tuple[WindowCounts, ...]] = {}
+    for version, value in need.versions.items():
+        by_bound: dict[str, list[Series]] = defaultdict(list)
+        for series in _series_of(buckets, need, value):
+            by_bound[series.labels.get("le", "")].append(series)
+        if not by_bound:
+            windows[version] = ()
+            continue
+        bounds = {le: _bound(le) for le in by_bound}
+        infinite = [le for le, b in bounds.items() if b == math.inf]
+        if not infinite:
+            return _broken(need, f'{need.metric_name}: no le="+Inf" bucket for {value!r}')
+        totals = _summed(by_bound[infinite[0]])
+        if need.traffic:
+            slow: dict[datetime, float] = {}
+        else:
+            at_threshold = [
+                le
+                for le, b in bounds.items()
+                if need.threshold is not None and b is not None and math.isclose(b, need.threshold)
+            ]
+            if not at_threshold:
+                available = sorted(b for b in bounds.values() if b is not None and b != math.inf)
+                return _broken(
+                    need,
+                    f"{need.metric_name}: threshold {need.threshold} is not a bucket bound; "
+                    f"bounds available: {', '.join(f'{b:g}' for b in available)}",
+                )
+            fast = _summed(by_bound[at_threshold[0]])
+            slow = {at: max(0.0, count - fast[at]) for at, count in totals.items() if at in fast}
+        windows[version] = tuple(
+            WindowCounts(at - step, min(slow.get(at, 0.0), count), count)
+            for at, count in sorted(totals.items())
+            if at - step >= need.since and (need.traffic or at in slow)
+        )
+    return _with_missing(need, "proportion", windows, buckets)
+
+
+def _gauges(need: MetricNeed, result: QueryResult) -> MetricObservation:
+    gauges: dict[str, tuple[GaugePoint, ...]] = {}
+    for version, value in need.versions.items():
+        points: dict[datetime, float] = {}
+        for series in _series_of(result, need, value):
+            for at, reading in series.points:
+                if at in points:
+                    return _broken(
+                        need,
+                        f"{need.metric_name}: several series for {value!r} at once; aggregate "
+                        f"the query by (${{groupBy}}) or narrow it with more label matchers",
+                    )
+                points[at] = reading
+        gauges[version] = tuple(
+            GaugePoint(at, reading) for at, reading in sorted(points.items()) if at >= need.since
+        )
+    missing = [version for version, points in gauges.items() if not points]
+    status = DataStatus.NO_DATA if missing else DataStatus.OK
+    return MetricObservation(
+        need.metric_name,
+        "gauge",
+        status,
+        gauges=gauges,
+        message=_missing_message(need, missing, result),
+    )
+
+
+def _with_missing(
+    need: MetricNeed,
+    kind: str,
+    windows: dict[str, tuple[WindowCounts, ...]],
+    result: QueryResult,
+) -> MetricObservation:
+    missing = [version for version, counted in windows.items() if not counted]
+    return MetricObservation(
+        need.metric_name,
+        kind,
+        DataStatus.NO_DATA if missing else DataStatus.OK,
+        windows=windows,
+        message=_missing_message(need, missing, result),
+        threshold=need.threshold,
+    )
+
+
+def _missing_message(need: MetricNeed, missing: Sequence[str], result: QueryResult) -> str:
+    if not missing:
+        return ""
+    described = ", ".join(
+        f"{version} ({need.version_label}={need.versions[version]!r})" for version in missing
+    )
+    return f"{need.metric_name}: no data since {need.since.isoformat()} for {described}: " + (
+        result.query or result.message
+    )
+
+
+def _broken(need: MetricNeed, message: str) -> MetricObservation:
+    kind = "gauge" if need.template.type == "gauge" and not need.traffic else "proportion"
+    return MetricObservation(
+        need.metric_name, kind, DataStatus.QUERY_ERROR, message=message, threshold=need.threshold
+    )
+
+
+def _series_of(result: QueryResult | None, need: MetricNeed, value: str) -> list[Series]:
+    """The series of one version of one policy, filtered client-side (selectors may be broad)."""
+    if result is None:
+        return []
+    return [
+        series
+        for series in result.series
+        if series.labels.get(need.version_label) == value
+        and (
+            need.namespace_label is None
+            or series.labels.get(need.namespace_label) == need.namespace
+        )
+    ]
+
+
+def _summed(series: Iterable[Series]) -> dict[datetime, float]:
+    sums: dict[datetime, float] = defaultdict(float)
+    for one in series:
+        for at, value in one.points:
+            sums[at] += value
+    return dict(sums)
+
+
+def _bound(le: str) -> float | None:
+    try:
+        return float(le)
+    except ValueError:
+        return None
+
+
+def _placeholders(text: str) -> frozenset[str]:
+    try:
+        return promql.placeholders_of(text)
+    except ValueError:
+        return frozenset()
+
+
+def _whole_seconds(interval: timedelta) -> int:
+    seconds = interval.total_seconds()
+    if seconds < 1 or seconds != int(seconds):
+        raise ValueError(f"the analysis interval must be whole seconds, got {interval}")
+    return int(seconds)
+
+
+def _seconds(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)

@@ -1,0 +1,411 @@
+"""One pass of the engine: load → observe → assess → decide → render → write.
+
+The plan (steps 1-5) is data: `plan_pass` builds a frozen `PassPlan` that `plan` prints and
+`write_pass` applies. A broken policy, or a router failing on one manifest, is reported and skipped;
+every other policy still reconciles.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+from policyengine.analysis.assessment import assess
+from policyengine.analysis.observations import DataStatus, Observations
+from policyengine.analysis.verdict import NO_OBJECTIVES, Assessment
+from policyengine.documents import find_document, load_documents
+from policyengine.errors import PolicyEngineError
+from policyengine.gitops.commits import engine_commit_message
+from policyengine.gitops.repo import GitCredentials, Workspace
+from policyengine.gitops.status import dump_status, parse_status, status_path
+from policyengine.metrics.catalog import metrics_of
+from policyengine.metrics.collector import MetricNeed, collect, needs_of
+from policyengine.metrics.prometheus import PrometheusProvider
+from policyengine.metrics.provider import MetricsProvider
+from policyengine.policy.loader import LoadedPolicy, PolicyIssue, load_tree
+from policyengine.policy.models import MetricSet, Provider, ReleasePolicy
+from policyengine.policy.validation import check_repository
+from policyengine.report import evidence_markdown
+from policyengine.routers import router_for
+from policyengine.strategies import Decision, Outcome, Phase, TrafficSplit, apply, begin, decide
+from policyengine.strategies.status import ReleaseStatus
+
+log = logging.getLogger("policyengine")
+
+# Decisions that change nothing are not written: Git only records what moved.
+_QUIET = (Decision.HOLD, Decision.DONE)
+
+
+@dataclass(frozen=True)
+class PolicyPlan:
+    """What one policy's pass decided, and the file contents that carry it."""
+
+    key: str
+    path: str  # the policy file, repo-relative
+    outcome: Outcome | None = None
+    assessment: Assessment = NO_OBJECTIVES
+    current: TrafficSplit | None = None
+    changes: Mapping[str, str] = field(default_factory=dict)  # repo path -> new text
+    diffs: Mapping[str, str] = field(default_factory=dict)  # repo path -> unified diff
+    message: str = ""  # the commit message, when there are changes
+    error: str | None = None  # the policy was skipped: why
+    unreachable: str | None = None  # a dependency could not be reached: which
+    status: ReleaseStatus | None = None  # the status after this decision
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.changes)
+
+    @property
+    def evidence(self) -> str:
+        return evidence_markdown(self.assessment)
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    now: datetime
+    head: str
+    policies: tuple[PolicyPlan, ...]
+    load_errors: tuple[PolicyIssue, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """0 all well, 3 a dependency unreachable, 1 a policy failed (the worse of the two wins)."""
+        if any(p.unreachable for p in self.policies):
+            return 3
+        if self.load_errors or any(p.error for p in self.policies):
+            return 1
+        return 0
+
+
+ProviderFactory = Callable[[ReleasePolicy], MetricsProvider]
+
+
+@dataclass
+class ManifestTexts:
+    """The texts of manifest files as the pass has rendered them so far.
+
+    Two policies may edit different routes of one file: each renders on top of the text the previous
+    one produced, so commits made in plan order carry every change.
+    """
+
+    read: Callable[[str], str]
+    texts: dict[str, str] = field(default_factory=dict)
+    originals: dict[str, str] = field(default_factory=dict)
+
+    def get(self, path: str) -> str:
+        if path not in self.texts:
+            text = self.read(path)
+            self.texts[path] = text
+            self.originals[path] = text
+        return self.texts[path]
+
+
+def plan_pass(
+    root: Path,
+    loaded: Sequence[LoadedPolicy],
+    metric_sets: Mapping[str, MetricSet],
+    provider_for: ProviderFactory,
+    now: datetime,
+    head: str = "",
+    load_errors: Sequence[PolicyIssue] = (),
+) -> PassPlan:
+    """Decide every policy as of `now` from the files under `root`; writes nothing."""
+    manifests = ManifestTexts(read=lambda path: (root / path).read_text(encoding="utf-8"))
+    observed: dict[str, tuple[ReleaseStatus, TrafficSplit]] = {}
+    failures: dict[str, PolicyPlan] = {}
+    for item in loaded:
+        try:
+            current = _read_split(item.policy, manifests)
+            previous = _read_status(root, item.policy.key)
+            observed[item.key] = (begin(item.policy, previous, current, now), current)
+        except PolicyEngineError as error:
+            failures[item.key] = PolicyPlan(item.key, item.path, error=str(error))
+
+    observations = _observe(loaded, observed, metric_sets, provider_for, now)
+
+    plans: list[PolicyPlan] = []
+    for item in loaded:
+        if item.key in failures:
+            plans.append(failures[item.key])
+            continue
+        status, current = observed[item.key]
+        try:
+            plans.append(
+                _plan_policy(item, status, current, observations.get(item.key), metric_sets, manifests, now)
+            )
+        except PolicyEngineError as error:
+            plans.append(PolicyPlan(item.key, item.path, current=current, error=str(error)))
+        except Exception as error:  # a bug in one policy's path must not stop the others
+            log.exception("policy %s failed unexpectedly", item.key)
+            plans.append(PolicyPlan(item.key, item.path, current=current, error=f"internal error: {error!r}"))
+    return PassPlan(now=now, head=head, policies=tuple(plans), load_errors=tuple(load_errors))
+
+
+def _read_split(policy: ReleasePolicy, manifests: ManifestTexts) -> TrafficSplit:
+    router = router_for(policy.spec.target.router)
+    first = policy.spec.target.manifests[0]
+    file = load_documents(manifests.get(first.path), first.path)
+    document = find_document(file, first.kind or router.kind, first.name)
+    return router.read(document, policy)
+
+
+def _read_status(root: Path, key: str) -> ReleaseStatus | None:
+    path = root / status_path(key)
+    if not path.exists():
+        return None
+    return parse_status(path.read_text(encoding="utf-8"))
+
+
+def _observe(
+    loaded: Sequence[LoadedPolicy],
+    observed: Mapping[str, tuple[ReleaseStatus, TrafficSplit]],
+    metric_sets: Mapping[str, MetricSet],
+    provider_for: ProviderFactory,
+    now: datetime,
+) -> dict[str, Observations]:
+    """Metrics of every policy that is releasing, batched: one query per template per provider."""
+    needs_by_provider: dict[str, tuple[MetricsProvider, list[MetricNeed]]] = {}
+    for item in loaded:
+        if item.key not in observed or not item.policy.spec.objectives:
+            continue
+        status, _ = observed[item.key]
+        if status.phase is not Phase.PROGRESSING or item.policy.spec.paused:
+            continue
+        metric_set, metrics = metrics_of(item.policy, metric_sets)
+        needs = needs_of(item.policy, metric_set, metrics, since=status.release_started_at)
+        if not needs:
+            continue
+        provider = provider_for(item.policy)
+        _, bucket = needs_by_provider.setdefault(provider.url, (provider, []))
+        bucket.extend(needs)
+    observations: dict[str, Observations] = {}
+    for provider, needs in needs_by_provider.values():
+        observations.update(collect(provider, needs, now))
+    return observations
+
+
+def _plan_policy(
+    item: LoadedPolicy,
+    status: ReleaseStatus,
+    current: TrafficSplit,
+    observations: Observations | None,
+    metric_sets: Mapping[str, MetricSet],
+    manifests: ManifestTexts,
+    now: datetime,
+) -> PolicyPlan:
+    policy = item.policy
+    assessment = NO_OBJECTIVES
+    unreachable = None
+    if policy.spec.objectives and status.phase is Phase.PROGRESSING and not policy.spec.paused:
+        _, metrics = metrics_of(policy, metric_sets)
+        observations = observations or Observations(
+            traffic_status=DataStatus.NO_DATA, message="no metrics were collected"
+        )
+        assessment = assess(policy, metrics, observations, current, status.step_started_at, now)
+        if _is_unreachable(observations):
+            unreachable = observations.message
+    if status.phase is Phase.PROGRESSING and status.step >= 0 and not current.same_as(status.split):
+        outcome = Outcome(
+            Decision.HOLD,
+            f"the manifests say {current.trailer()} but the engine last wrote {status.split.trailer()}: "
+            "a person changed the weights; holding until the manifests agree again or the release "
+            "is restarted",
+            current,
+            status.phase,
+            status.step,
+        )
+    else:
+        outcome = decide(policy, status, assessment, now)
+    log.info(
+        "%s %s %s: %s", policy.key, outcome.decision, outcome.split.trailer(), outcome.reason
+    )
+    plan = PolicyPlan(
+        key=item.key,
+        path=item.path,
+        outcome=outcome,
+        assessment=assessment,
+        current=current,
+        unreachable=unreachable,
+        status=status,
+    )
+    if not _changes_anything(status, outcome):
+        return plan
+    changes = _render(policy, outcome.split, manifests) if not outcome.split.same_as(current) else {}
+    after = replace(apply(status, outcome, now), evidence=evidence_markdown(assessment))
+    status_file = status_path(policy.key)
+    changes[status_file] = dump_status(after)
+    diffs = {path: _diff(path, manifests.originals.get(path, ""), text) for path, text in changes.items() if path != status_file}
+    message = engine_commit_message(
+        policy_key=policy.key,
+        decision=str(outcome.decision),
+        weights_trailer=outcome.split.trailer(),
+        reason=outcome.reason,
+        evaluated_at=now,
+        evidence_markdown=plan.evidence,
+        extra_trailers={"Release-Id": status.release_id},
+    )
+    return replace(plan, changes=changes, diffs=diffs, message=message, status=after)
+
+
+def _is_unreachable(observations: Observations) -> bool:
+    return observations.traffic_status is DataStatus.UNREACHABLE or any(
+        m.status is DataStatus.UNREACHABLE for m in observations.metrics.values()
+    )
+
+
+def _changes_anything(status: ReleaseStatus, outcome: Outcome) -> bool:
+    if outcome.decision not in _QUIET:
+        return True
+    # A hold or done that moves the phase (for example to inconclusive) is recorded once.
+    return outcome.phase is not status.phase or not outcome.split.same_as(status.split)
+
+
+def _render(policy: ReleasePolicy, split: TrafficSplit, manifests: ManifestTexts) -> dict[str, str]:
+    router = router_for(policy.spec.target.router)
+    changes: dict[str, str] = {}
+    for ref in policy.spec.target.manifests:
+        file = load_documents(manifests.get(ref.path), ref.path)
+        router.render(find_document(file, ref.kind or router.kind, ref.name), policy, split)
+        text = file.dump()
+        if text != manifests.get(ref.path):
+            changes[ref.path] = text
+    # Only now, when every manifest rendered, does the pass's view of the files move on.
+    manifests.texts.update(changes)
+    return changes
+
+
+def _diff(path: str, before: str, after: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            before.splitlines(keepends=True),
+            after.splitlines(keepends=True),
+            fromfile=f"a/{path}",
+            tofile=f"b/{path}",
+        )
+    )
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Where the engine reads and writes, and as whom."""
+
+    repo: str  # the remote: a path, file://, https:// or ssh
+    cache_dir: Path
+    branch: str = "main"
+    prometheus_url: str | None = None  # overrides every policy's provider URL
+    author: tuple[str, str] = ("policyengine", "policyengine@users.noreply.local")
+    push_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class PassResult:
+    plan: PassPlan
+    commits: tuple[str, ...] = ()
+    pushed: bool = False
+    yielded: tuple[str, ...] = ()  # policies whose change yielded to a human commit
+
+    @property
+    def exit_code(self) -> int:
+        return self.plan.exit_code
+
+
+class Engine:
+    """The imperative shell around `plan_pass`: a Git workspace and the metrics providers."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        provider_factory: Callable[[ReleasePolicy, str | None], MetricsProvider] | None = None,
+        credentials: GitCredentials | None = None,
+    ) -> None:
+        self.settings = settings
+        self._credentials = credentials
+        self._provider_factory = provider_factory or _prometheus_provider
+        self._providers: dict[tuple[str | None, str], MetricsProvider] = {}
+        self._workspace: Workspace | None = None
+
+    @property
+    def workspace(self) -> Workspace:
+        """The cache clone, fetched and reset to the remote branch."""
+        if self._workspace is None:
+            self._workspace = Workspace.open(
+                self.settings.repo,
+                self.settings.cache_dir,
+                self.settings.branch,
+                self._credentials or GitCredentials.from_environment(),
+            )
+        else:
+            self._workspace.refresh()
+        return self._workspace
+
+    def provider_for(self, policy: ReleasePolicy) -> MetricsProvider:
+        """One provider per URL and credentials, shared by the policies that use it."""
+        source = policy.spec.metrics
+        provider_settings = source.provider if source else None
+        key = (
+            self.settings.prometheus_url,
+            provider_settings.model_dump_json() if provider_settings else "",
+        )
+        if key not in self._providers:
+            self._providers[key] = self._provider_factory(policy, self.settings.prometheus_url)
+        return self._providers[key]
+
+    def plan(self, now: datetime) -> PassPlan:
+        """Steps 1-5 on the remote's current head; nothing is written anywhere."""
+        workspace = self.workspace
+        return self._plan_on(workspace, now)
+
+    def _plan_on(self, workspace: Workspace, now: datetime) -> PassPlan:
+        root = workspace.root
+        report = check_repository(load_tree([root], root), root)
+        return plan_pass(
+            root,
+            report.policies,
+            {name: loaded.metric_set for name, loaded in report.metric_sets.items()},
+            self.provider_for,
+            now,
+            head=workspace.head(),
+            load_errors=report.errors,
+        )
+
+    def reconcile_once(self, now: datetime) -> PassResult:
+        """One full pass: plan, one commit per decision, one push."""
+        workspace = self.workspace
+        plan = self._plan_on(workspace, now)
+        commits: list[str] = []
+        for policy_plan in plan.policies:
+            if not policy_plan.writes:
+                continue
+            sha = workspace.commit(
+                {path: text.encode("utf-8") for path, text in policy_plan.changes.items()},
+                policy_plan.message,
+                self.settings.author,
+                now,
+            )
+            if sha is not None:
+                commits.append(sha)
+        if not commits:
+            return PassResult(plan)
+        pushed = workspace.push(self.settings.push_attempts)
+        for dropped in pushed.dropped:
+            log.warning(
+                "yielded to a human commit: %s (%s); re-planning next pass",
+                ", ".join(dropped.policies),
+                dropped.reason,
+            )
+        return PassResult(
+            plan,
+            commits=pushed.commits,
+            pushed=pushed.pushed,
+            yielded=pushed.dropped_policies,
+        )
+
+
+def _prometheus_provider(policy: ReleasePolicy, url_override: str | None) -> MetricsProvider:
+    source = policy.spec.metrics
+    return PrometheusProvider.from_settings(source.provider if source else Provider(), url_override)
