@@ -20,9 +20,9 @@ from policyengine.errors import PolicyEngineError
 from policyengine.gitops.history import release_history, render_history_json, render_history_text
 from policyengine.plan_output import plan_json, plan_markdown, plan_text
 from policyengine.policy.duration import parse_duration
-from policyengine.reconciler import Engine, EngineSettings, PassPlan, PassResult
 from policyengine.policy.loader import find_repository_root, load_tree
 from policyengine.policy.validation import check_repository
+from policyengine.reconciler import Engine, EngineSettings, PassPlan, PassResult
 
 
 class EngineGroup(click.Group):
@@ -103,7 +103,9 @@ def _parse_now(value: str | None) -> datetime:
             param_hint="--now",
         ) from None
     if parsed.tzinfo is None:
-        raise click.BadParameter(f"{value!r} has no time zone (add Z or +00:00)", param_hint="--now")
+        raise click.BadParameter(
+            f"{value!r} has no time zone (add Z or +00:00)", param_hint="--now"
+        )
     return parsed.astimezone(UTC)
 
 

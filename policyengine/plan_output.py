@@ -30,7 +30,9 @@ def plan_text(plan: PassPlan, diffs: bool = True) -> str:
 
 
 def plan_markdown(plan: PassPlan) -> str:
-    parts = [f"# policyengine plan\n\nEvaluated at {format_rfc3339(plan.now)}, commit `{plan.head[:10]}`."]
+    parts = [
+        f"# policyengine plan\n\nEvaluated at {format_rfc3339(plan.now)}, commit `{plan.head[:10]}`."
+    ]
     for policy in plan.policies:
         if policy.error:
             parts.append(f"## {policy.key}: error\n\n`{policy.path}`: {policy.error}")

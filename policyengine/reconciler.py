@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -27,7 +28,7 @@ from policyengine.metrics.collector import MetricNeed, collect, needs_of
 from policyengine.metrics.prometheus import PrometheusProvider
 from policyengine.metrics.provider import MetricsProvider
 from policyengine.policy.loader import LoadedPolicy, PolicyIssue, load_tree
-from policyengine.policy.models import MetricSet, Provider, ReleasePolicy
+from policyengine.policy.models import ManifestRef, MetricSet, Provider, ReleasePolicy
 from policyengine.policy.validation import check_repository
 from policyengine.report import evidence_markdown
 from policyengine.routers import router_for
@@ -93,13 +94,13 @@ class ManifestTexts:
     one produced, so commits made in plan order carry every change.
     """
 
-    read: Callable[[str], str]
+    root: Path
     texts: dict[str, str] = field(default_factory=dict)
     originals: dict[str, str] = field(default_factory=dict)
 
     def get(self, path: str) -> str:
         if path not in self.texts:
-            text = self.read(path)
+            text = (self.root / path).read_text(encoding="utf-8")
             self.texts[path] = text
             self.originals[path] = text
         return self.texts[path]
@@ -115,12 +116,12 @@ def plan_pass(
     load_errors: Sequence[PolicyIssue] = (),
 ) -> PassPlan:
     """Decide every policy as of `now` from the files under `root`; writes nothing."""
-    manifests = ManifestTexts(read=lambda path: (root / path).read_text(encoding="utf-8"))
+    manifests = ManifestTexts(root)
     observed: dict[str, tuple[ReleaseStatus, TrafficSplit]] = {}
     failures: dict[str, PolicyPlan] = {}
     for item in loaded:
         try:
-            current = _read_split(item.policy, manifests)
+            current = _read_split(item, manifests)
             previous = _read_status(root, item.policy.key)
             observed[item.key] = (begin(item.policy, previous, current, now), current)
         except PolicyEngineError as error:
@@ -136,20 +137,34 @@ def plan_pass(
         status, current = observed[item.key]
         try:
             plans.append(
-                _plan_policy(item, status, current, observations.get(item.key), metric_sets, manifests, now)
+                _plan_policy(
+                    item, status, current, observations.get(item.key), metric_sets, manifests, now
+                )
             )
         except PolicyEngineError as error:
             plans.append(PolicyPlan(item.key, item.path, current=current, error=str(error)))
         except Exception as error:  # a bug in one policy's path must not stop the others
             log.exception("policy %s failed unexpectedly", item.key)
-            plans.append(PolicyPlan(item.key, item.path, current=current, error=f"internal error: {error!r}"))
+            plans.append(
+                PolicyPlan(item.key, item.path, current=current, error=f"internal error: {error!r}")
+            )
     return PassPlan(now=now, head=head, policies=tuple(plans), load_errors=tuple(load_errors))
 
 
-def _read_split(policy: ReleasePolicy, manifests: ManifestTexts) -> TrafficSplit:
+def manifest_path(item: LoadedPolicy, ref: ManifestRef, repo_root: Path) -> str:
+    """A manifest's path in the repository: from the policy's config root (the folder holding
+    `.policyengine/`, else the repository root), or from the policy's folder when it starts ./"""
+    base = item.file.parent if ref.path.startswith("./") else item.root
+    absolute = os.path.normpath(os.path.join(os.path.abspath(base), ref.path))
+    return Path(os.path.relpath(absolute, os.path.abspath(repo_root))).as_posix()
+
+
+def _read_split(item: LoadedPolicy, manifests: ManifestTexts) -> TrafficSplit:
+    policy = item.policy
     router = router_for(policy.spec.target.router)
     first = policy.spec.target.manifests[0]
-    file = load_documents(manifests.get(first.path), first.path)
+    path = manifest_path(item, first, manifests.root)
+    file = load_documents(manifests.get(path), path)
     document = find_document(file, first.kind or router.kind, first.name)
     return router.read(document, policy)
 
@@ -221,9 +236,7 @@ def _plan_policy(
         )
     else:
         outcome = decide(policy, status, assessment, now)
-    log.info(
-        "%s %s %s: %s", policy.key, outcome.decision, outcome.split.trailer(), outcome.reason
-    )
+    log.info("%s %s %s: %s", policy.key, outcome.decision, outcome.split.trailer(), outcome.reason)
     plan = PolicyPlan(
         key=item.key,
         path=item.path,
@@ -235,11 +248,15 @@ def _plan_policy(
     )
     if not _changes_anything(status, outcome):
         return plan
-    changes = _render(policy, outcome.split, manifests) if not outcome.split.same_as(current) else {}
+    changes = _render(item, outcome.split, manifests) if not outcome.split.same_as(current) else {}
     after = replace(apply(status, outcome, now), evidence=evidence_markdown(assessment))
     status_file = status_path(policy.key)
     changes[status_file] = dump_status(after)
-    diffs = {path: _diff(path, manifests.originals.get(path, ""), text) for path, text in changes.items() if path != status_file}
+    diffs = {
+        path: _diff(path, manifests.originals.get(path, ""), text)
+        for path, text in changes.items()
+        if path != status_file
+    }
     message = engine_commit_message(
         policy_key=policy.key,
         decision=str(outcome.decision),
@@ -265,15 +282,17 @@ def _changes_anything(status: ReleaseStatus, outcome: Outcome) -> bool:
     return outcome.phase is not status.phase or not outcome.split.same_as(status.split)
 
 
-def _render(policy: ReleasePolicy, split: TrafficSplit, manifests: ManifestTexts) -> dict[str, str]:
+def _render(item: LoadedPolicy, split: TrafficSplit, manifests: ManifestTexts) -> dict[str, str]:
+    policy = item.policy
     router = router_for(policy.spec.target.router)
     changes: dict[str, str] = {}
     for ref in policy.spec.target.manifests:
-        file = load_documents(manifests.get(ref.path), ref.path)
+        path = manifest_path(item, ref, manifests.root)
+        file = load_documents(manifests.get(path), path)
         router.render(find_document(file, ref.kind or router.kind, ref.name), policy, split)
         text = file.dump()
-        if text != manifests.get(ref.path):
-            changes[ref.path] = text
+        if text != manifests.get(path):
+            changes[path] = text
     # Only now, when every manifest rendered, does the pass's view of the files move on.
     manifests.texts.update(changes)
     return changes

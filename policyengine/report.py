@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from policyengine.analysis.verdict import Assessment, ObjectiveResult
 
-_VERDICT_MARK = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "⏳ inconclusive", "error": "⚠️ error"}
+_VERDICT_MARK = {
+    "pass": "✅ pass",
+    "fail": "❌ fail",
+    "inconclusive": "⏳ inconclusive",
+    "error": "⚠️ error",
+}
 
 
 def _number(value: float | None) -> str:

@@ -63,7 +63,7 @@ _DECISION_COLOURS = {
     "hold": "#999999",
 }
 _WIDTH, _HEIGHT = 760, 250
-_LEFT, _RIGHT, _TOP, _BOTTOM = 62, 130, 30, 34
+_LEFT, _RIGHT, _TOP, _BOTTOM = 62, 130, 42, 34
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -77,7 +77,8 @@ td.evidence table { font-size: 0.85em; margin: 0; }
 td.evidence ul { margin: 0.3em 0; padding-left: 1.2em; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff;
          font-weight: 600; font-size: 0.85em; }
-.muted { color: #666; } .charts svg { display: block; margin: 0.4em 0 1em; }
+.muted { color: #666; } td.nowrap { white-space: nowrap; }
+.charts svg { display: block; margin: 0.4em 0 1em; width: 100%; max-width: 1000px; height: auto; }
 code, pre { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 0.9em; }
 pre { background: #f7f7f7; padding: 0.5em; white-space: pre-wrap; }
 svg text { font-family: system-ui, sans-serif; font-size: 11px; fill: #333; }
@@ -149,9 +150,9 @@ def decisions_table(decisions: Sequence[DecisionRecord]) -> str:
     for record in decisions:
         colour = _DECISION_COLOURS.get(record.decision, "#555555")
         rows.append(
-            f"<tr><td>{text(_timestamp(record.at))}</td>"
+            f'<tr><td class="nowrap">{text(_timestamp(record.at))}</td>'
             f'<td><span class="badge" style="background:{colour}">{text(record.decision)}</span></td>'
-            f"<td><code>{text(record.split.trailer())}</code></td>"
+            f'<td class="nowrap"><code>{text(record.split.trailer())}</code></td>'
             f"<td>{_inline(record.reason)}</td>"
             f'<td class="evidence">{evidence_html(record.evidence_md)}</td></tr>'
         )
@@ -246,15 +247,16 @@ def weights_chart(
     """Step lines of each version's weight; the mirror share dashed; decisions as markers."""
     frame = _Frame(start, end, 0.0, 100.0)
     body: list[str] = [_axes(frame, "%", (0, 25, 50, 75, 100))]
-    for record in timeline.decisions:
-        if record.decision == "hold":
-            continue
+    changes = [r for r in timeline.decisions if r.decision != "hold"]
+    for index, record in enumerate(changes):
         x = frame.x(record.at)
         colour = _DECISION_COLOURS.get(record.decision, "#555555")
+        # Alternate two label rows so that decisions close in time do not print over each other.
+        label_y = _TOP - 8 - (index % 2) * 12
         body.append(
-            f'<line x1="{x:.1f}" y1="{_TOP - 4}" x2="{x:.1f}" y2="{_HEIGHT - _BOTTOM}" '
+            f'<line x1="{x:.1f}" y1="{label_y + 4}" x2="{x:.1f}" y2="{_HEIGHT - _BOTTOM}" '
             f'stroke="{colour}" stroke-width="1" stroke-dasharray="2 3"/>'
-            f'<text x="{x + 3:.1f}" y="{_TOP - 8}" style="fill:{colour}">{text(record.decision)}'
+            f'<text x="{x + 3:.1f}" y="{label_y}" style="fill:{colour}">{text(record.decision)}'
             f"</text>"
         )
     versions = list(colours)
@@ -345,9 +347,7 @@ def _step_path(
         commands.append(f"M{x:.1f},{y:.1f}" if index == 0 else f"H{x:.1f}V{y:.1f}")
     commands.append(f"H{frame.x(end):.1f}")
     dash = ' stroke-dasharray="5 4"' if dashed else ""
-    return (
-        f'<path d="{"".join(commands)}" fill="none" stroke="{colour}" stroke-width="2.2"{dash}/>'
-    )
+    return f'<path d="{"".join(commands)}" fill="none" stroke="{colour}" stroke-width="2.2"{dash}/>'
 
 
 def _polyline(frame: _Frame, points: Sequence[Point], colour: str) -> str:

@@ -39,4 +39,3 @@ def clean_git_environment(
     monkeypatch.delenv("POLICYENGINE_GIT_TOKEN", raising=False)
     monkeypatch.delenv("POLICYENGINE_GIT_TOKEN_FILE", raising=False)
     yield
-

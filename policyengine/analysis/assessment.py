@@ -21,7 +21,6 @@ from policyengine.analysis.sequential import (
     Levels,
     StratifiedComparison,
     compare_proportions,
-    difference_sequence,
     proportion_sequence,
 )
 from policyengine.analysis.srm import sample_ratio
@@ -212,7 +211,10 @@ def _assess_proportion(
             for c in candidate_windows
             if (b := by_start.get(c.start)) is not None
         ]
-        comparison = compare_proportions(pairs)
+        baseline_rate = _rate(sum(p[0] for p in pairs), sum(p[1] for p in pairs))
+        comparison = compare_proportions(
+            pairs, context.levels, _margin(objective, baseline_rate)
+        )
         if comparison.windows == 0:
             reason = f"no data: no window where both {context.baseline} and {candidate} served"
             relative = _result(objective, candidate, Verdict.INCONCLUSIVE, reason, RELATIVE_CHECK)
@@ -220,23 +222,37 @@ def _assess_proportion(
         else:
             relative = _relative_verdict(context, objective, candidate, comparison)
         results.append(relative)
-    events = sum(w.events for w in candidate_windows)
     total = sum(w.total for w in candidate_windows)
-    sequence = proportion_sequence(events, total, context.levels)
-    evidence = Evidence(
-        estimate=sequence.estimate,
-        lower=sequence.lower,
-        upper=sequence.upper,
-        samples=round(total),
-        test=f"always-valid CS on the rate (normal mixture, α={context.levels.lower_alpha:.3g})",
-    )
-    if objective.max is not None:
-        results.append(
-            _upper_bound_verdict(context, objective, candidate, sequence, total, evidence, relative)
+    counts = [(w.events, w.total) for w in candidate_windows]
+    for bound in (objective.max, objective.min):
+        if bound is None:
+            continue
+        sequence = proportion_sequence(counts, context.levels, null_rate=bound)
+        evidence = Evidence(
+            estimate=sequence.estimate,
+            lower=sequence.lower,
+            upper=sequence.upper,
+            samples=round(total),
+            test=(
+                f"always-valid CS on the rate (normal mixture, variance at {bound:g}; "
+                f"α={context.levels.lower_alpha:.3g}, β={context.levels.upper_alpha:g})"
+            ),
         )
-    if objective.min is not None:
-        results.append(_lower_bound_verdict(context, objective, candidate, sequence, total, evidence))
+        if bound == objective.max:
+            results.append(
+                _upper_bound_verdict(
+                    context, objective, candidate, sequence, total, evidence, relative
+                )
+            )
+        else:
+            results.append(
+                _lower_bound_verdict(context, objective, candidate, sequence, total, evidence)
+            )
     return _ObjectiveOutcome(tuple(results), tuple(holds))
+
+
+def _rate(events: float, total: float) -> float:
+    return events / total if total > 0 else 0.0
 
 
 def _margin(objective: Objective, baseline_rate: float) -> float:
@@ -252,7 +268,7 @@ def _margin(objective: Objective, baseline_rate: float) -> float:
 def _relative_verdict(
     context: _Context, objective: Objective, candidate: str, comparison: StratifiedComparison
 ) -> ObjectiveResult:
-    sequence = difference_sequence(comparison, context.levels)
+    sequence = comparison.interval
     margin = _margin(objective, comparison.baseline_rate)
     evidence = Evidence(
         estimate=sequence.estimate,

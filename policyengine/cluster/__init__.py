@@ -1,1 +1,1 @@
-"""cluster"""
+"""cluster: what the engine reads from Kubernetes (Argo CD sync state); it never writes there."""

@@ -229,7 +229,11 @@ def engine_records(message: str) -> list[EngineRecord]:
         extra: list[tuple[str, str]] = []
         for key, value in group:
             canonical = next(
-                (k for k in (POLICY, DECISION, WEIGHTS, EVALUATED_AT, REASON) if k.lower() == key.lower()),
+                (
+                    k
+                    for k in (POLICY, DECISION, WEIGHTS, EVALUATED_AT, REASON)
+                    if k.lower() == key.lower()
+                ),
                 None,
             )
             if canonical is None:

@@ -39,6 +39,8 @@ _RACE_MARKERS = (
     "incorrect old value",
 )
 
+_AUTH_MARKERS = ("could not read Username", "Authentication failed", "403", "401")
+
 
 @dataclass(frozen=True)
 class GitCredentials:
@@ -59,7 +61,9 @@ class GitCredentials:
                 token = path.read_text(encoding="utf-8").strip()
             except OSError as error:
                 # The path is configuration, not a secret; the content never appears.
-                raise GitError(f"cannot read {TOKEN_FILE_VARIABLE} {path}: {error.strerror}") from None
+                raise GitError(
+                    f"cannot read {TOKEN_FILE_VARIABLE} {path}: {error.strerror}"
+                ) from None
         return cls(token=token or None, username=username)
 
     def authorization(self) -> str | None:
@@ -113,7 +117,9 @@ class _FileChange:
     new: str | None  # blob id after, None when deleted
 
 
-def _split_credentials_from_url(remote: str, credentials: GitCredentials) -> tuple[str, GitCredentials]:
+def _split_credentials_from_url(
+    remote: str, credentials: GitCredentials
+) -> tuple[str, GitCredentials]:
     """Keep user:token@ out of the stored URL (and so out of .git/config and messages)."""
     parts = urlsplit(remote)
     if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
@@ -325,7 +331,16 @@ class Workspace:
             if tree == self._tree:
                 return None
             sha = self._commit_tree(tree, self._head, message, _identity_env(author, now))
-            self._git(["update-ref", "-m", "policyengine: commit", f"refs/heads/{self._branch}", sha, self._head])
+            self._git(
+                [
+                    "update-ref",
+                    "-m",
+                    "policyengine: commit",
+                    f"refs/heads/{self._branch}",
+                    sha,
+                    self._head,
+                ]
+            )
         except BaseException:
             # Keep the invariant (work tree and index equal HEAD) even when interrupted.
             self._git(["reset", "--quiet", "--hard", self._head], check=False)
@@ -404,7 +419,10 @@ class Workspace:
         """Re-create `commits` on `new_base` file by file with 3-way merges; move HEAD there."""
         dropped: list[DroppedCommit] = []
         dropped_policies: set[str] = set()
-        base_files = {e.path: e for e in self._ls_tree_entries(["ls-tree", "-r", "-z", "--full-tree", new_base])}
+        base_files = {
+            e.path: e
+            for e in self._ls_tree_entries(["ls-tree", "-r", "-z", "--full-tree", new_base])
+        }
         head = new_base
         with tempfile.TemporaryDirectory(prefix="policyengine-replay-") as scratch:
             index_env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
@@ -449,7 +467,11 @@ class Workspace:
                     f"{mode} {sha}\t{path}\0" if sha else f"0 {zero}\t{path}\0"
                     for path, (mode, sha) in resolved.items()
                 )
-                self._git(["update-index", "-z", "--index-info"], input=index_info.encode(), env_extra=index_env)
+                self._git(
+                    ["update-index", "-z", "--index-info"],
+                    input=index_info.encode(),
+                    env_extra=index_env,
+                )
                 tree = self._git(["write-tree"], env_extra=index_env).decode().strip()
                 head = self._commit_tree(tree, head, message, _identity_from_headers(headers))
                 for path, (mode, sha) in resolved.items():
@@ -457,7 +479,16 @@ class Workspace:
                         base_files.pop(path, None)
                     else:
                         base_files[path] = _TreeEntry(path, mode, sha)
-        self._git(["update-ref", "-m", "policyengine: replay", f"refs/heads/{self._branch}", head, self._head])
+        self._git(
+            [
+                "update-ref",
+                "-m",
+                "policyengine: replay",
+                f"refs/heads/{self._branch}",
+                head,
+                self._head,
+            ]
+        )
         self._git(["reset", "--quiet", "--hard", head])
         self._synced = new_base
         self._set_head(head)
@@ -500,7 +531,9 @@ class Workspace:
         return self._git(["hash-object", "-w", "--stdin"], input=completed.stdout).decode().strip()
 
     def _changes_of(self, commit: str) -> list[_FileChange]:
-        output = self._git(["diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", f"{commit}^", commit])
+        output = self._git(
+            ["diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", f"{commit}^", commit]
+        )
         fields = output.decode("utf-8", errors="surrogateescape").split("\0")
         changes: list[_FileChange] = []
         for i in range(0, len(fields) - 1, 2):
@@ -557,7 +590,9 @@ class Workspace:
 
     def _stderr_summary(self, completed: subprocess.CompletedProcess[bytes]) -> str:
         lines = self._redact(completed.stderr.decode(errors="replace")).strip().splitlines()
-        return " / ".join(line.strip() for line in lines[-3:]) or f"exit code {completed.returncode}"
+        return (
+            " / ".join(line.strip() for line in lines[-3:]) or f"exit code {completed.returncode}"
+        )
 
     def _run(
         self,
@@ -601,6 +636,15 @@ class Workspace:
         summary = self._stderr_summary(completed)
         if "couldn't find remote ref" in summary or "Remote branch" in summary:
             raise GitError(f"branch {self._branch} not found on {self._remote}: {summary}")
+        if any(marker in summary for marker in _AUTH_MARKERS):
+            hint = (
+                "the token was refused"
+                if self._credentials.token
+                else f"set {TOKEN_VARIABLE} or {TOKEN_FILE_VARIABLE}"
+            )
+            raise GitUnreachableError(
+                f"authentication to {self._remote} failed ({hint}): {summary}"
+            )
         raise GitUnreachableError(f"git {args[0]} from {self._remote} failed: {summary}")
 
 

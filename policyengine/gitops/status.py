@@ -103,7 +103,7 @@ def _text(value: object, key: str) -> str:
 def parse_status(text: str) -> ReleaseStatus:
     """Read a status file back; raises StatusFileError with the offending key."""
     try:
-        document = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+        document = yaml.load(text, Loader=_Loader)  # a safe loader (C or Python)
     except yaml.YAMLError as error:
         raise StatusFileError(f"not YAML: {error}") from error
     if not isinstance(document, dict):

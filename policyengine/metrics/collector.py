@@ -88,6 +88,9 @@ class QueryPlan:
     settled: Mapping[QueryKey, QueryResult] = field(default_factory=dict)
 
 
+_NOT_QUERIED = QueryResult(DataStatus.QUERY_ERROR, message="no result for this query in the pass")
+
+
 def observation_key(metric: str, threshold: float | None = None) -> str:
     """Key of a metric in Observations.metrics: the name, plus `@T` for a latency threshold."""
     return metric if threshold is None else f"{metric}@{threshold:g}"
@@ -244,7 +247,9 @@ def observations_from(
     for need in needs:
         if need.policy_key not in policies:
             policies.append(need.policy_key)
-        observed = _observe(need, {role: results[query_key(need, role)] for role in need.roles()})
+        observed = _observe(
+            need, {role: results.get(query_key(need, role), _NOT_QUERIED) for role in need.roles()}
+        )
         if need.traffic:
             traffic[need.policy_key] = observed
         else:
@@ -450,10 +455,8 @@ def _placeholders(text: str) -> frozenset[str]:
 
 
 def _whole_seconds(interval: timedelta) -> int:
-    seconds = interval.total_seconds()
-    if seconds < 1 or seconds != int(seconds):
-        raise ValueError(f"the analysis interval must be whole seconds, got {interval}")
-    return int(seconds)
+    # Windows sit on whole seconds (the query API's resolution); sub-second intervals make no sense.
+    return max(1, round(interval.total_seconds()))
 
 
 def _seconds(moment: datetime) -> float:

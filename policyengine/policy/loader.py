@@ -35,6 +35,7 @@ __all__ = [
     "LoadedMetricSet",
     "LoadedPolicy",
     "PolicyIssue",
+    "config_root",
     "display_path",
     "find_repository_root",
     "load_file",
@@ -48,6 +49,8 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_EXPANDED_NODES = 100_000
 """Documents whose aliases expand beyond this many nodes are refused (billion laughs)."""
 POLICY_API_GROUP = API_VERSION.split("/", 1)[0] + "/"
+CONFIG_ROOT_MARKER = ".policyengine"
+"""A folder holding this one (where the engine keeps release status) is a config repository's root."""
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -66,9 +69,10 @@ def parse_field(text: str) -> FieldPath:
 class _FileSource:
     """A file's documents re-parsed with ruamel.yaml round-trip, on first need only."""
 
-    def __init__(self, file: Path, display: str) -> None:
+    def __init__(self, file: Path, display: str, root: Path) -> None:
         self.file = file
         self.display = display
+        self.root = root
         self._documents: list[Any] | None = None
 
     def documents(self) -> list[Any]:
@@ -76,7 +80,9 @@ class _FileSource:
             self._documents = _round_trip_documents(self.file)
         return self._documents
 
-    def position(self, doc_index: int, field: FieldPath, fallback: tuple[int, int]) -> tuple[int, int]:
+    def position(
+        self, doc_index: int, field: FieldPath, fallback: tuple[int, int]
+    ) -> tuple[int, int]:
         documents = self.documents()
         if doc_index >= len(documents):
             return fallback
@@ -89,7 +95,7 @@ def _round_trip_documents(file: Path) -> list[Any]:
     parser.allow_duplicate_keys = True
     try:
         return list(parser.load_all(file.read_text(encoding="utf-8-sig")))
-    except Exception:  # noqa: BLE001 - any failure only costs the precise column
+    except Exception:
         return []
 
 
@@ -146,6 +152,8 @@ class LoadedPolicy:
     """Absolute path of the file."""
     doc_index: int
     locator: FieldLocator = field(repr=False, compare=False)
+    root: Path = Path(".")
+    """Root of the config repository the policy belongs to: its manifest paths start there."""
 
     @property
     def key(self) -> str:
@@ -238,10 +246,24 @@ def _mark_position(mark: Any) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1)
 
 
+def config_root(path: Path, repo_root: Path) -> Path:
+    """The nearest folder above `path`, within `repo_root`, holding `.policyengine/`; else repo_root.
+
+    Lets one repository carry several config repositories (examples/*), each with its own root.
+    """
+    root = repo_root.absolute()
+    folder = path.absolute().parent
+    while folder.is_relative_to(root) and folder != root:
+        if (folder / CONFIG_ROOT_MARKER).exists():
+            return folder
+        folder = folder.parent
+    return repo_root
+
+
 def load_file(path: Path, repo_root: Path, max_bytes: int = MAX_FILE_BYTES) -> FileLoad:
     """The ReleasePolicy and MetricSet documents of one YAML file; other documents are ignored."""
     display = display_path(path, repo_root)
-    source = _FileSource(path.absolute(), display)
+    source = _FileSource(path.absolute(), display, config_root(path, repo_root))
 
     def file_error(message: str, line: int = 1, column: int = 1) -> FileLoad:
         return FileLoad(display, (), (PolicyIssue(display, line, column, "", message),))
@@ -277,6 +299,7 @@ def load_file(path: Path, repo_root: Path, max_bytes: int = MAX_FILE_BYTES) -> F
     try:
         while loader.check_node():
             node = loader.get_node()
+            assert node is not None  # check_node said there is one
             loader.alias_uses = 0
             loader.duplicate_keys = []
             data = loader.construct_document(node)
@@ -296,7 +319,10 @@ def load_file(path: Path, repo_root: Path, max_bytes: int = MAX_FILE_BYTES) -> F
         return FileLoad(
             display,
             tuple(documents),
-            (*errors, PolicyIssue(display, line, column, "", f"YAML syntax error: {problem}{context}")),
+            (
+                *errors,
+                PolicyIssue(display, line, column, "", f"YAML syntax error: {problem}{context}"),
+            ),
         )
     except yaml.YAMLError as error:
         errors.append(PolicyIssue(display, 1, 1, "", f"YAML error: {error}"))
@@ -347,7 +373,9 @@ def _document(
     if checked.problems:
         return [_issue(locator, problem) for problem in checked.problems]
     if isinstance(checked.model, ReleasePolicy):
-        return LoadedPolicy(checked.model, source.display, source.file, doc_index, locator)
+        return LoadedPolicy(
+            checked.model, source.display, source.file, doc_index, locator, source.root
+        )
     assert isinstance(checked.model, MetricSet)
     return LoadedMetricSet(checked.model, source.display, source.file, doc_index, locator)
 
@@ -386,7 +414,9 @@ def _expanded_size(root: yaml.Node, limit: int = MAX_EXPANDED_NODES) -> int:
             stack += [(child, False) for child in children if id(child) not in sizes]
             continue
         on_path.discard(id(node))
-        sizes[id(node)] = min(limit + 1, 1 + sum(sizes.get(id(child), limit + 1) for child in children))
+        sizes[id(node)] = min(
+            limit + 1, 1 + sum(sizes.get(id(child), limit + 1) for child in children)
+        )
     return sizes[id(root)]
 
 
@@ -439,13 +469,13 @@ def _duplicate_issue(
 
 def display_path(path: Path, repo_root: Path) -> str:
     """Repository-relative POSIX path when the file is inside the repository, else as given."""
-    absolute = path.absolute()
-    for root in (repo_root.absolute(), repo_root.resolve()):
-        if absolute.is_relative_to(root):
-            return absolute.relative_to(root).as_posix()
-    resolved = path.resolve()
-    if resolved.is_relative_to(repo_root.resolve()):
-        return resolved.relative_to(repo_root.resolve()).as_posix()
+    absolute, root = path.absolute(), repo_root.absolute()
+    if absolute.is_relative_to(root):
+        return absolute.relative_to(root).as_posix()
+    # Only when the plain spelling differs (a symlinked folder on the way) pay for resolving.
+    resolved, resolved_root = path.resolve(), repo_root.resolve()
+    if resolved.is_relative_to(resolved_root):
+        return resolved.relative_to(resolved_root).as_posix()
     return str(path)
 
 
@@ -482,10 +512,14 @@ def load_tree(
             if first is not metric_set:
                 where = ("metadata", "name")
                 errors.append(
-                    metric_set.issue(where, f"metric set {name} is also defined at {first.where(where)}")
+                    metric_set.issue(
+                        where, f"metric set {name} is also defined at {first.where(where)}"
+                    )
                 )
                 errors.append(
-                    first.issue(where, f"metric set {name} is also defined at {metric_set.where(where)}")
+                    first.issue(
+                        where, f"metric set {name} is also defined at {metric_set.where(where)}"
+                    )
                 )
     return LoadResult(policies, metric_sets, errors, len(files))
 

@@ -142,7 +142,9 @@ def _problem_of(entry: Any, data: Mapping[str, Any], schema: Mapping[str, Any]) 
     if kind == "literal_error":
         value = _value_at(data, field)
         expected = str(context.get("expected", ""))
-        choices = [choice.strip().strip("'") for choice in expected.replace(" or ", ", ").split(",")]
+        choices = [
+            choice.strip().strip("'") for choice in expected.replace(" or ", ", ").split(",")
+        ]
         hint = did_you_mean(value, choices) if isinstance(value, str) else ""
         return FieldProblem(field, f"{_reworded(entry['msg'])}, not {_short(value)}{hint}")
     message = str(entry["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
@@ -294,7 +296,7 @@ def check_repository(result: LoadResult, repo_root: Path) -> ValidationReport:
     broken: set[int] = set()
     for index, loaded in enumerate(result.policies):
         problems = policy_problems(loaded.policy, metric_set_models)
-        problems += manifest_problems(loaded, repo_root)
+        problems += manifest_problems(loaded)
         errors += [loaded.issue(problem.field, problem.message) for problem in problems]
         if problems:
             broken.add(index)
@@ -487,12 +489,12 @@ def _unknown_metric(
     )
 
 
-def manifest_problems(loaded: LoadedPolicy, repo_root: Path) -> list[FieldProblem]:
+def manifest_problems(loaded: LoadedPolicy) -> list[FieldProblem]:
     """Each target manifest must exist and lie inside the repository (reads the file system)."""
     problems = []
     for index, ref in enumerate(loaded.policy.spec.target.manifests):
         try:
-            resolve_manifest(repo_root, loaded.file, ref.path)
+            resolve_manifest(loaded.root, loaded.file, ref.path)
         except InvalidPolicyError as error:
             problems.append(
                 FieldProblem(("spec", "target", "manifests", index, "path"), str(error))
@@ -511,7 +513,9 @@ def resolve_manifest(repo_root: Path, policy_file: Path, manifest_path: str) -> 
             f"{manifest_path!r} is absolute; give a path relative to the repository root"
         )
     if ".." in manifest_path.replace("\\", "/").split("/"):
-        raise InvalidPolicyError(f"{manifest_path!r} contains '..'; paths stay inside the repository")
+        raise InvalidPolicyError(
+            f"{manifest_path!r} contains '..'; paths stay inside the repository"
+        )
     base = policy_file.parent if manifest_path.startswith("./") else repo_root
     candidate = base / manifest_path
     root = repo_root.resolve()
@@ -544,11 +548,12 @@ def _conflicts(
         target = loaded.policy.spec.target
         for ref_index, ref in enumerate(target.manifests):
             try:
-                manifest = resolve_manifest(repo_root, loaded.file, ref.path)
+                manifest = resolve_manifest(loaded.root, loaded.file, ref.path)
             except InvalidPolicyError:
                 continue
+            relative = manifest.relative_to(root) if manifest.is_relative_to(root) else manifest
             route_key = (
-                manifest.relative_to(root).as_posix(),
+                relative.as_posix(),
                 ref.kind or "",
                 ref.name or "",
                 target.route or "",
@@ -562,16 +567,20 @@ def _conflicts(
         for index in indexes[1:]:
             here = policies[index]
             involved |= {indexes[0], index}
-            issues.append(here.issue(field, f"policy {key} is also defined at {first.where(field)}"))
-            issues.append(first.issue(field, f"policy {key} is also defined at {here.where(field)}"))
-    for (manifest, kind, name, route), users in by_route.items():
+            issues.append(
+                here.issue(field, f"policy {key} is also defined at {first.where(field)}")
+            )
+            issues.append(
+                first.issue(field, f"policy {key} is also defined at {here.where(field)}")
+            )
+    for (manifest_name, kind, name, route), users in by_route.items():
         owners = {index for index, _ in users}
         if len(owners) < 2:
             continue
         first_index, first_ref = users[0]
         first = policies[first_index]
         first_field: FieldPath = ("spec", "target", "manifests", first_ref, "path")
-        shown = _route_name(manifest, kind, name, route)
+        shown = _route_name(manifest_name, kind, name, route)
         for index, ref_index in users[1:]:
             if index == first_index:
                 continue

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.tokens import CommentToken
 
 from policyengine.documents import describe
 from policyengine.errors import RenderError
@@ -140,3 +141,58 @@ def plain_copy(node: Any) -> Any:
     if isinstance(node, list):
         return CommentedSeq(plain_copy(item) for item in node)
     return node
+
+
+def append_key(mapping: Node, key: str, value: Any) -> None:
+    """Add a key at the end of a mapping, keeping comments that follow the mapping below it.
+
+    ruamel hangs the comment lines after a block on its last scalar; appended naively, the new
+    key would land under those lines, away from its siblings.
+    """
+    holder, last = _last_leaf(mapping)
+    mapping[key] = value
+    _carry_trailing_comment(holder, last, mapping)
+
+
+def append_item(sequence: Node, item: Any) -> None:
+    """Append to a block sequence, keeping comments that follow the sequence below it."""
+    holder, last = _last_leaf(sequence)
+    sequence.append(item)
+    _carry_trailing_comment(holder, last, sequence)
+
+
+def insert_after(mapping: Node, after: str, key: str, value: Any) -> None:
+    """Insert a key right after a sibling, below that sibling's block but above its comments."""
+    holder, last = _last_leaf(mapping[after]) if after in mapping else (None, None)
+    insert_key(mapping, key, value, after=after)
+    _carry_trailing_comment(holder, last, value)
+
+
+def _carry_trailing_comment(holder: Node, last: Any, block: Node) -> None:
+    if holder is None:
+        return
+    slot = 0 if isinstance(holder, list) else 2
+    entry = holder.ca.items.get(last)
+    token = entry[slot] if entry and len(entry) > slot else None
+    if token is None or "\n" not in token.value:
+        return
+    end_of_line, _, following = token.value.partition("\n")
+    new_holder, new_last = _last_leaf(block)
+    if not following or new_holder is None or (new_holder is holder and new_last == last):
+        return
+    token.value = end_of_line + "\n"
+    moved = CommentToken("\n" + following, token.start_mark, None)
+    comments = new_holder.ca.items
+    if isinstance(new_holder, list):
+        comments[new_last] = [moved, None]
+    else:
+        comments[new_last] = [None, None, moved, None]
+
+
+def _last_leaf(node: Node) -> tuple[Node, Any]:
+    """The innermost collection holding the last scalar of a block, and that scalar's key."""
+    holder, last = None, None
+    while isinstance(node, dict | list) and len(node) > 0:
+        holder, last = node, (list(node.keys())[-1] if isinstance(node, dict) else len(node) - 1)
+        node = node[last]
+    return holder, last

@@ -15,6 +15,7 @@ from policyengine.errors import RenderError
 from policyengine.policy.models import ReleasePolicy, Version
 from policyengine.routers.base import (
     Node,
+    append_item,
     check_split,
     insert_key,
     percentages,
@@ -149,7 +150,7 @@ class GatewayAPIRouter:
     ) -> None:
         for version in policy.spec.versions:
             if matched[version.name] is None and wanted[version.name] > 0:
-                refs.append(self._new_ref(refs, matched, policy, version))
+                append_item(refs, self._new_ref(refs, matched, policy, version))
                 matched[version.name] = len(refs) - 1
         alone = len(refs) == 1
         for name, index in matched.items():

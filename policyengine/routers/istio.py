@@ -16,8 +16,9 @@ from policyengine.errors import RenderError
 from policyengine.policy.models import ReleasePolicy, Version
 from policyengine.routers.base import (
     Node,
+    append_item,
     check_split,
-    insert_key,
+    insert_after,
     number_value,
     plain_copy,
     require_kind,
@@ -102,9 +103,10 @@ class IstioRouter:
         self, entries: list[Node], policy: ReleasePolicy, where: str
     ) -> dict[str, int | None]:
         """Index of each version's destination in route[], None when it has none yet."""
-        matched: dict[str, int | None] = {}
         for version in policy.spec.versions:
             self._check_backend(version, where)
+        matched: dict[str, int | None] = {}
+        for version in policy.spec.versions:
             hits = [i for i, entry in enumerate(entries) if self._is_version(entry, version)]
             if len(hits) > 1:
                 raise RenderError(
@@ -179,7 +181,7 @@ class IstioRouter:
     ) -> None:
         for version in policy.spec.versions:
             if matched[version.name] is None and wanted[version.name] > 0:
-                entries.append(self._new_destination(entries, matched, policy, version))
+                append_item(entries, self._new_destination(entries, matched, policy, version))
                 matched[version.name] = len(entries) - 1
         alone = len(entries) == 1
         for name, index in matched.items():
@@ -266,11 +268,7 @@ class IstioRouter:
                 f"{where}: the route already mirrors to {_destination_text(route)}, which is "
                 "none of the policy's versions; remove that mirror first"
             )
-        if current is None:
-            mirror = CommentedMap()
-            insert_key(route, "mirror", mirror, after="route")
-        else:
-            mirror = route["mirror"]
+        mirror = route["mirror"] if current is not None else CommentedMap()
         if mirror.get("host") != version.backend.host:
             mirror["host"] = version.backend.host
         if version.backend.subset is not None:
@@ -282,6 +280,8 @@ class IstioRouter:
             port = mirror.get("port")
             if not isinstance(port, dict) or port.get("number") != version.backend.port:
                 mirror["port"] = CommentedMap(number=version.backend.port)
+        if current is None:
+            insert_after(route, "route", "mirror", mirror)
         self._write_mirror_percentage(route, split.mirror_percent)
 
     def _write_mirror_percentage(self, route: Node, percent: float) -> None:
@@ -289,11 +289,8 @@ class IstioRouter:
         if not isinstance(percentage, dict):
             if percent == 100 and "mirrorPercentage" not in route:
                 return
-            insert_key(
-                route,
-                "mirrorPercentage",
-                CommentedMap(value=number_value(percent)),
-                after="mirror",
+            insert_after(
+                route, "mirror", "mirrorPercentage", CommentedMap(value=number_value(percent))
             )
         elif not same_number(percentage.get("value"), percent):
             percentage["value"] = number_value(percent)

@@ -11,7 +11,7 @@ from typing import Any
 from policyengine.documents import describe
 from policyengine.errors import RenderError
 from policyengine.policy.models import ReleasePolicy, Version
-from policyengine.routers.base import Node, check_split, insert_key, require_kind, split_of
+from policyengine.routers.base import Node, append_key, check_split, require_kind, split_of
 from policyengine.strategies.decision import TrafficSplit
 
 API_VERSIONS = frozenset({"serving.kserve.io/v1beta1"})
@@ -44,10 +44,10 @@ class KServeRouter:
         if self._current(predictor, where) == wanted:
             return
         if FIELD in predictor:
-            predictor[FIELD] = wanted
+            append_key(predictor, FIELD, wanted)
         else:
-            # where KServe's own examples put it: first under predictor
-            insert_key(predictor, FIELD, wanted, before=next(iter(predictor), None))
+            # last: a first key would slip under any comment that introduces the predictor
+            append_key(predictor, FIELD, wanted)
 
     def _predictor(self, document: Any) -> tuple[Node, str]:
         service = require_kind(document, self.kind, API_VERSIONS)

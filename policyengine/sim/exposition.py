@@ -76,7 +76,9 @@ def plain_float(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def expose(fleet: Fleet, state: FleetState, expositions: Iterable[Exposition | str]) -> list[Sample]:
+def expose(
+    fleet: Fleet, state: FleetState, expositions: Iterable[Exposition | str]
+) -> list[Sample]:
     """Every series of every simulated version, for the chosen metric families."""
     chosen = [Exposition(e) for e in expositions]
     samples: list[Sample] = []
@@ -131,7 +133,9 @@ def _modelmesh(served: _Served) -> Iterator[Sample]:
         ("modelId", f"{served.label}__isvc-{digest}"),
         ("vModelId", served.label),
     )
-    for code, counts in zip(_MODELMESH_CODES, (served.traffic.ok, served.traffic.failed), strict=True):
+    for code, counts in zip(
+        _MODELMESH_CODES, (served.traffic.ok, served.traffic.failed), strict=True
+    ):
         yield from _histogram(
             "modelmesh_api_request_milliseconds",
             (*base, ("code", code)),
@@ -148,7 +152,10 @@ def _istio(served: _Served) -> Iterator[Sample]:
         ("reporter", "destination"),
         ("source_workload", "istio-ingressgateway"),
         ("source_workload_namespace", "istio-system"),
-        ("destination_workload", f"{served.model}-{served.label}"),
+        # The built-in istio set tells versions apart by destination_workload (one Deployment
+        # per version); destination_version and the canonical revision carry the same name so a
+        # set keyed on the pod's version label works too.
+        ("destination_workload", served.label),
         ("destination_workload_namespace", served.namespace),
         ("destination_app", served.model),
         ("destination_version", served.label),
@@ -174,21 +181,23 @@ def _istio(served: _Served) -> Iterator[Sample]:
 
 
 def _ovms(served: _Served) -> Iterator[Sample]:
+    # The built-in ovms set tells versions apart by `name`: each version is served under its own
+    # model name (its metric label), as model version 1.
     request: Labels = (
         ("namespace", served.namespace),
         ("api", "KServe"),
         ("interface", "gRPC"),
         ("method", "ModelInfer"),
-        ("name", served.model),
-        ("version", served.label),
+        ("name", served.label),
+        ("version", "1"),
     )
     yield Sample("ovms_requests_success", request, served.traffic.ok.count)
     yield Sample("ovms_requests_fail", request, served.traffic.failed.count)
     timing: Labels = (
         ("namespace", served.namespace),
         ("interface", "gRPC"),
-        ("name", served.model),
-        ("version", served.label),
+        ("name", served.label),
+        ("version", "1"),
     )
     yield from _histogram(
         "ovms_request_time_us",

@@ -38,7 +38,9 @@ class VersionProfile:
         if not 0.0 <= self.error_rate <= 1.0:
             raise ValueError(f"{self.name}: error rate {self.error_rate} is not in [0, 1]")
         if not 0.0 <= self.conversion_rate <= 1.0:
-            raise ValueError(f"{self.name}: conversion rate {self.conversion_rate} is not in [0, 1]")
+            raise ValueError(
+                f"{self.name}: conversion rate {self.conversion_rate} is not in [0, 1]"
+            )
         LatencyProfile(self.latency_p50_ms, self.latency_p99_ms)
 
     @property
@@ -73,7 +75,9 @@ class ModelProfile:
             if version.name == name:
                 return version
         known = ", ".join(v.name for v in self.versions)
-        raise ValueError(f"{self.policy}: the split names version {name!r}, not simulated ({known})")
+        raise ValueError(
+            f"{self.policy}: the split names version {name!r}, not simulated ({known})"
+        )
 
     def rate_at(self, at: datetime) -> float:
         """Requests per second at an instant: the diurnal sine over UTC time of day."""

@@ -7,6 +7,7 @@ histograms (each runtime's `le` bounds are a subset of the grid).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -89,7 +90,7 @@ def bucket_model(profile: LatencyProfile, grid: tuple[float, ...] = LATENCY_GRID
     edges = [-math.inf, *(math.log(b) for b in grid), math.inf]
     probabilities: list[float] = []
     means: list[float] = []
-    for low, high in zip(edges, edges[1:], strict=False):
+    for low, high in itertools.pairwise(edges):
         mass = _normal_cdf((high - mu) / sigma) - _normal_cdf((low - mu) / sigma)
         # Partial expectation of a lognormal: E[X; a < X < b] = mean·(Φ(b' - σ) - Φ(a' - σ)).
         partial = mean * (

@@ -49,7 +49,8 @@ def metric_series(
             current = interval.traffic.get(key, VersionTraffic())
             minutes = (interval.end - interval.start).total_seconds() / 60
             rate_points.append((interval.end, current.requests / minutes))
-            if pooled.requests == 0:
+            # No traffic now means no line now, even if the pooled window still holds some.
+            if current.requests == 0 or pooled.requests == 0:
                 error_points.append((interval.end, None))
                 latency_points.append((interval.end, None))
                 continue

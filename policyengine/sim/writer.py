@@ -44,7 +44,15 @@ class FleetWriter:
         per_series: dict[tuple[tuple[str, str], ...], list[tuple[datetime, float]]] = {}
         for state in states:
             for sample in expose(self.fleet, state, self.expositions):
-                per_series.setdefault(series_labels(sample), []).append((state.at, sample.value))
+                points = per_series.setdefault(series_labels(sample), [])
+                if points and points[-1][0] >= state.at:
+                    # Two versions with the same labels (or states out of order) would make
+                    # Prometheus reject the batch or, worse, mix two versions in one series.
+                    raise ValueError(
+                        f"series {sample.name}{dict(sample.labels)} gets two samples at "
+                        f"{state.at.isoformat()}: give the versions distinct metric labels"
+                    )
+                points.append((state.at, sample.value))
         batch: list[SeriesSamples] = []
         for labels, points in per_series.items():
             batch.append(SeriesSamples(dict(labels), points))

@@ -55,7 +55,9 @@ def make_forge(kind: str, fake: FakeForge, token: str, sleeps: list[float]) -> F
             seconds_between_requests=None,
             seconds_between_writes=None,
         )
-    return forge_from_url(kind, fake.api_url, fake.repository, token, retry=retry, sleep=sleeps.append)
+    return forge_from_url(
+        kind, fake.api_url, fake.repository, token, retry=retry, sleep=sleeps.append
+    )
 
 
 FAKES = {"github": FakeGitHub, "gitlab": FakeGitLab, "gitea": FakeGitea}

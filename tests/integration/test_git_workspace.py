@@ -42,11 +42,12 @@ def test_open_clones_into_the_cache_folder(remote: Path, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("spelling", ["path", "file-url", "string-path"])
 def test_remote_spellings(remote: Path, tmp_path: Path, spelling: str) -> None:
-    location: str | Path = {
+    spellings: dict[str, str | Path] = {
         "path": remote,
         "file-url": remote.as_uri(),
         "string-path": str(remote),
-    }[spelling]
+    }
+    location = spellings[spelling]
     workspace = Workspace.open(location, tmp_path / "cache")
     assert workspace.read("README.md") == b"config repo\n"
 
@@ -80,7 +81,9 @@ def test_blob_ids_and_read_blobs(remote: Path, tmp_path: Path) -> None:
     assert after["policies/fraud.yaml"] == everything["policies/fraud.yaml"]
 
 
-def test_commit_writes_one_commit_with_author_time_and_message(remote: Path, tmp_path: Path) -> None:
+def test_commit_writes_one_commit_with_author_time_and_message(
+    remote: Path, tmp_path: Path
+) -> None:
     workspace = Workspace.open(remote, tmp_path / "cache")
     parent = workspace.head()
     sha = workspace.commit(
@@ -180,7 +183,9 @@ def test_many_commits_are_cheap_and_linear(remote: Path, tmp_path: Path) -> None
     """Per-commit cost is a handful of plumbing processes (figures in docs/gitops.md)."""
     workspace = Workspace.open(remote, tmp_path / "cache")
     for step in range(30):
-        workspace.commit({f"manifests/m{step % 5}.yaml": f"w: {step}\n".encode()}, _message(), ENGINE, NOW)
+        workspace.commit(
+            {f"manifests/m{step % 5}.yaml": f"w: {step}\n".encode()}, _message(), ENGINE, NOW
+        )
     assert len(workspace.unpushed()) == 30
     result = workspace.push()
     assert result.pushed and result.attempts == 1 and len(result.commits) == 30

@@ -44,16 +44,20 @@ CORE_KINDS = {
 def schemas_dir() -> Path | None:
     """$POLICYENGINE_CRD_SCHEMAS, else ../shared/k8s-schemas beside the repository; None if absent."""
     configured = os.environ.get(SCHEMAS_ENV)
-    candidates = [Path(configured)] if configured else []
-    candidates.append(REPO_ROOT.parent / "shared" / "k8s-schemas")
-    return next((path for path in candidates if path.is_dir()), None)
+    if configured:
+        return Path(configured) if Path(configured).is_dir() else None
+    default = REPO_ROOT.parent / "shared" / "k8s-schemas"
+    return default if default.is_dir() else None
 
 
 def require_schemas() -> Path:
     """The schema folder; a skip when there is none, a failure under CI (it must be there)."""
     found = schemas_dir()
     if found is None:
-        why = f"no CRD schemas: set {SCHEMAS_ENV} or provide {REPO_ROOT.parent / 'shared/k8s-schemas'}"
+        why = (
+            f"no CRD schemas: {SCHEMAS_ENV} is unset or not a folder, and "
+            f"{REPO_ROOT.parent / 'shared' / 'k8s-schemas'} does not exist"
+        )
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)
@@ -120,8 +124,9 @@ def validate_manifest(document: Any, *, strict: bool = True) -> list[str]:
         return problems
     if identity not in SCHEMA_FILES:
         return [*problems, f"no schema for apiVersion/kind {identity[0]}/{identity[1]}"]
-    validator = _validator(SCHEMA_FILES[identity], strict)  # type: ignore[index]
-    unknown = set(manifest) - TOP_LEVEL - set(validator.schema.get("properties", {}))
+    validator = _validator(SCHEMA_FILES[identity], strict)
+    declared = validator.schema.get("properties", {}) if isinstance(validator.schema, dict) else {}
+    unknown = set(manifest) - TOP_LEVEL - set(declared)
     problems += [f"{key}: unknown top-level field" for key in sorted(unknown)]
     errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
     for error in errors:

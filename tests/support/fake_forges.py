@@ -195,7 +195,7 @@ class FakeForge:
             return 404, {}, {"message": "Not Found"}
 
     def authorized(self, headers: Any) -> bool:
-        value = headers.get("Authorization", "")
+        value: str = headers.get("Authorization", "")
         return value in (f"token {self.token}", f"Bearer {self.token}")
 
     def routes(self) -> list[tuple[str, str, Callable[..., Answer]]]:
@@ -342,10 +342,9 @@ class FakeGitLab(FakeForge):
         self.reviewer_ids: dict[int, list[int]] = {}
 
     def authorized(self, headers: Any) -> bool:
-        return (
-            headers.get("PRIVATE-TOKEN") == self.token
-            or headers.get("Authorization") == f"Bearer {self.token}"
-        )
+        private_token: str | None = headers.get("PRIVATE-TOKEN")
+        authorization: str | None = headers.get("Authorization")
+        return private_token == self.token or authorization == f"Bearer {self.token}"
 
     def routes(self) -> list[tuple[str, str, Callable[..., Answer]]]:
         project = r"projects/([^/]+)"

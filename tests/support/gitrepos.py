@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 HUMAN = ("Human Operator", "human@example.com")
 
@@ -58,6 +59,8 @@ def make_remote(
     git(remote, "config", "receive.denyDeletes", "true")
     seed = base / f"{name}-seed"
     git(base, "init", "--quiet", f"--initial-branch={branch}", str(seed))
+    # A detached auto-gc would still be deleting objects while we remove the folder.
+    git(seed, "config", "gc.auto", "0")
     if template is not None:
         shutil.copytree(template, seed, dirs_exist_ok=True)
     write_files(seed, files or {})
@@ -150,7 +153,7 @@ def _make_handler(project_root: Path, token: str) -> type[BaseHTTPRequestHandler
     class GitHttpHandler(BaseHTTPRequestHandler):
         """Authorization first, then hand the request to `git http-backend` as CGI would."""
 
-        seen_authorizations: list[str] = []
+        seen_authorizations: ClassVar[list[str]] = []
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -217,7 +220,7 @@ def _make_handler(project_root: Path, token: str) -> type[BaseHTTPRequestHandler
 
         def _request_body(self) -> bytes:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
+                chunks: list[bytes] = []
                 while True:
                     size = int(self.rfile.readline().strip().split(b";")[0], 16)
                     if size == 0:

@@ -47,8 +47,20 @@ def free_port() -> int:
 class PrometheusServer:
     """One Prometheus process over a data folder; stop and start it again on the same port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        web_config: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
+    ) -> None:
+        """`web_config` is the text of a --web.config.file; `basic_auth` what readiness uses."""
         self.prometheus, self.promtool = require_binaries()
+        self.basic_auth = basic_auth
+        self.web_config: Path | None = None
+        if web_config is not None:
+            self.web_config = workdir / "web.yml"
+            workdir.mkdir(parents=True, exist_ok=True)
+            self.web_config.write_text(web_config)
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +119,7 @@ class PrometheusServer:
                     "--web.enable-remote-write-receiver",
                     "--storage.tsdb.retention.time=100y",
                     "--log.level=warn",
+                    *([f"--web.config.file={self.web_config}"] if self.web_config else []),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -116,7 +129,10 @@ class PrometheusServer:
             if self._process.poll() is not None:
                 raise RuntimeError(f"prometheus exited: {self.log.read_text()[-2000:]}")
             try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                if (
+                    requests.get(f"{self.url}/-/ready", timeout=1, auth=self.basic_auth).status_code
+                    == 200
+                ):
                     return
             except requests.RequestException:
                 pass

@@ -86,7 +86,9 @@ spec:
 
 
 @pytest.fixture
-def presets(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def presets(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """Built-in metric sets from a folder of our own, not the shipped `policies/`."""
     folder = tmp_path_factory.mktemp("presets")
     (folder / "modelmesh.yaml").write_text(METRIC_SET, encoding="utf-8")
@@ -117,11 +119,17 @@ def test_valid_policy_loads_with_its_path_and_index(tmp_path: Path) -> None:
     assert loaded.errors == ()
     [policy] = loaded.policies
     assert isinstance(policy, LoadedPolicy)
-    assert (policy.path, policy.doc_index, policy.key) == ("policies/fraud.yaml", 0, "models/fraud-detector")
+    assert (policy.path, policy.doc_index, policy.key) == (
+        "policies/fraud.yaml",
+        0,
+        "models/fraud-detector",
+    )
     assert policy.policy.spec.strategy.type == "canary"
 
 
-def test_manifests_are_ignored_and_metric_sets_found_in_multi_document_files(tmp_path: Path) -> None:
+def test_manifests_are_ignored_and_metric_sets_found_in_multi_document_files(
+    tmp_path: Path,
+) -> None:
     text = VIRTUAL_SERVICE + "---\n" + METRIC_SET + "---\n" + POLICY + "---\n"
     (tmp_path / "all.yaml").write_text(text, encoding="utf-8")
     loaded = load_file(tmp_path / "all.yaml", tmp_path)
@@ -145,7 +153,10 @@ def test_locator_falls_back_to_the_deepest_existing_field(tmp_path: Path) -> Non
     [policy] = load_file(tmp_path / "policies/fraud.yaml", tmp_path).policies
     assert policy.locate("spec.strategy.stepWeight") == (line_of(POLICY, "strategy:"), 3)
     issue = policy.issue(("spec", "metrics", "set"), "boom")
-    assert str(issue) == f"policies/fraud.yaml:{line_of(POLICY, 'set: modelmesh')}:5: error: spec.metrics.set: boom"
+    assert (
+        str(issue)
+        == f"policies/fraud.yaml:{line_of(POLICY, 'set: modelmesh')}:5: error: spec.metrics.set: boom"
+    )
 
 
 def bomb(levels: int = 9) -> str:
@@ -245,18 +256,30 @@ BAD_INPUTS: list[tuple[str, bytes, int, str, tuple[str, ...]]] = [
         "",
         ("not UTF-8", "0xe9"),
     ),
-    ("10 MB file", b"# " + b"x" * (10 * 1024 * 1024) + b"\n", 1, "", ("above the limit", "1048576")),
+    (
+        "10 MB file",
+        b"# " + b"x" * (10 * 1024 * 1024) + b"\n",
+        1,
+        "",
+        ("above the limit", "1048576"),
+    ),
     ("alias bomb, no kind", bomb().encode(), 2, "", ("alias",)),
     (
         "alias bomb in a policy",
-        (POLICY + "  annotations:\n" + "".join("    " + line + "\n" for line in bomb().splitlines())).encode(),
+        (
+            POLICY
+            + "  annotations:\n"
+            + "".join("    " + line + "\n" for line in bomb().splitlines())
+        ).encode(),
         len(POLICY.splitlines()) + 3,
         "",
         ("aliases", "not allowed"),
     ),
     (
         "alias in a policy",
-        replace("steps: [10, 20, 30, 40, 50]", "steps: &steps [10, 20]\n    maxWeight: *steps").encode(),
+        replace(
+            "steps: [10, 20, 30, 40, 50]", "steps: &steps [10, 20]\n    maxWeight: *steps"
+        ).encode(),
         line_of(POLICY, "steps:") + 1,
         "",
         ("aliases", "not allowed"),
@@ -337,7 +360,9 @@ def test_a_large_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
 
 
 def test_every_error_of_a_document_is_reported(tmp_path: Path) -> None:
-    text = replace("minDwell: 6m", "minDwell: soon\n    stpes: [1]").replace("max: 0.01}", "max: low}")
+    text = replace("minDwell: 6m", "minDwell: soon\n    stpes: [1]").replace(
+        "max: 0.01}", "max: low}"
+    )
     assert "max: low}" in text
     (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
     fields = {issue.field for issue in load_file(tmp_path / "p.yaml", tmp_path).errors}

@@ -68,7 +68,7 @@ def test_alternation_of_one_nasty_value_matches_only_it(value: str) -> None:
     pattern = pattern_of(promql.alternation_matcher("vModelId", [value]), "vModelId")
     # Prometheus anchors matchers: ^(?:pattern)$ — fullmatch is the same question.
     assert re.fullmatch(pattern, value)
-    for other in NASTY_VALUES + ["", "x", "v1", "v2", value + "x", "x" + value]:
+    for other in [*NASTY_VALUES, "", "x", "v1", "v2", value + "x", "x" + value]:
         if other != value:
             assert not re.fullmatch(pattern, other), (value, other)
 
@@ -177,7 +177,8 @@ def test_render_fills_every_placeholder() -> None:
     [
         ("m{${selector}}[${windw}]", "unknown placeholder"),
         ('m{x=~"a$"}', "invalid placeholder"),
-        ("m{${selector}}[$window", "invalid placeholder"),
+        ("m{${selector}}[$1m]", "invalid placeholder"),
+        ("m{${selector}}[$windw]", "unknown placeholder"),
     ],
 )
 def test_bad_templates_are_rejected(template: str, error: str) -> None:

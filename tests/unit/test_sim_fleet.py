@@ -86,9 +86,24 @@ def test_mirrored_traffic_is_a_copy_counted_on_the_shadow_and_never_converts() -
 @pytest.mark.parametrize(
     ("profile", "error_rate", "slow_threshold", "slow_fraction"),
     [
-        (VersionProfile("v1", error_rate=0.005, latency_p50_ms=20, latency_p99_ms=100), 0.005, 100.0, 0.01),
-        (VersionProfile("v1", error_rate=0.05, latency_p50_ms=50, latency_p99_ms=500), 0.05, 500.0, 0.01),
-        (VersionProfile("v1", error_rate=0.0, latency_p50_ms=10, latency_p99_ms=1000), 0.0, 10.0, 0.5),
+        (
+            VersionProfile("v1", error_rate=0.005, latency_p50_ms=20, latency_p99_ms=100),
+            0.005,
+            100.0,
+            0.01,
+        ),
+        (
+            VersionProfile("v1", error_rate=0.05, latency_p50_ms=50, latency_p99_ms=500),
+            0.05,
+            500.0,
+            0.01,
+        ),
+        (
+            VersionProfile("v1", error_rate=0.0, latency_p50_ms=10, latency_p99_ms=1000),
+            0.0,
+            10.0,
+            0.5,
+        ),
     ],
 )
 def test_errors_and_latency_follow_the_profile(
@@ -106,7 +121,9 @@ def test_errors_and_latency_follow_the_profile(
 
 def test_counters_are_cumulative_and_equal_the_sum_of_the_intervals() -> None:
     split = TrafficSplit.of({"v1": 80, "v2": 20})
-    state, results = run(fleet(VersionProfile("v1"), VersionProfile("v2", error_rate=0.02)), split, 15)
+    state, results = run(
+        fleet(VersionProfile("v1"), VersionProfile("v2", error_rate=0.02)), split, 15
+    )
     for version in ("v1", "v2"):
         key = VersionKey(POLICY, version)
         per_interval = [r.traffic[key] for r in results]
@@ -147,9 +164,14 @@ def test_fairness_gauges_wander_around_their_profile_when_noisy() -> None:
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: fleet(VersionProfile("v1")).advance(
-            fleet(VersionProfile("v1")).start(START), splits_of({POLICY: {"v9": 100}}), random.Random(1)
-        ), "v9"),
+        (
+            lambda: fleet(VersionProfile("v1")).advance(
+                fleet(VersionProfile("v1")).start(START),
+                splits_of({POLICY: {"v9": 100}}),
+                random.Random(1),
+            ),
+            "v9",
+        ),
         (lambda: fleet(VersionProfile("v1")).start(datetime(2024, 1, 1)), "timezone"),
         (lambda: VersionProfile("v1", error_rate=1.5), "error rate"),
         (lambda: VersionProfile("v1", latency_p50_ms=100, latency_p99_ms=50), "p50 < p99"),

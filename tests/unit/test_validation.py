@@ -36,13 +36,25 @@ def edited(*changes: tuple[str, str]) -> str:
 
 GATEWAY_POLICY = edited(
     ("router: istio-modelmesh", "router: gatewayapi"),
-    ("backend: {host: modelmesh-serving.models.svc.cluster.local, header: fraud-detector-v1}", "backend: {service: fraud-v1}"),
-    ("backend: {host: modelmesh-serving.models.svc.cluster.local, header: fraud-detector-v2}", "backend: {service: fraud-v2}"),
+    (
+        "backend: {host: modelmesh-serving.models.svc.cluster.local, header: fraud-detector-v1}",
+        "backend: {service: fraud-v1}",
+    ),
+    (
+        "backend: {host: modelmesh-serving.models.svc.cluster.local, header: fraud-detector-v2}",
+        "backend: {service: fraud-v2}",
+    ),
 )
 KSERVE_POLICY = edited(
     ("router: istio-modelmesh", "router: kserve"),
-    ("backend: {host: modelmesh-serving.models.svc.cluster.local, header: fraud-detector-v1}", "backend: {}"),
-    ("backend: {host: modelmesh-serving.models.svc.cluster.local, header: fraud-detector-v2}", "backend: {}"),
+    (
+        "backend: {host: modelmesh-serving.models.svc.cluster.local, header: fraud-detector-v1}",
+        "backend: {}",
+    ),
+    (
+        "backend: {host: modelmesh-serving.models.svc.cluster.local, header: fraud-detector-v2}",
+        "backend: {}",
+    ),
 )
 THIRD_VERSION = (
     "  strategy:\n",
@@ -102,7 +114,12 @@ RULES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
     ),
     (
         "istio-modelmesh without header",
-        edited(("host: modelmesh-serving.models.svc.cluster.local, header: fraud-detector-v2", "host: h")),
+        edited(
+            (
+                "host: modelmesh-serving.models.svc.cluster.local, header: fraud-detector-v2",
+                "host: h",
+            )
+        ),
         "spec.versions[1].backend.header",
         line_of(POLICY, "header: fraud-detector-v2"),
         ("router istio-modelmesh needs backend.header",),
@@ -111,7 +128,10 @@ RULES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
         "istio without host",
         edited(
             ("router: istio-modelmesh", "router: istio"),
-            ("host: modelmesh-serving.models.svc.cluster.local, header: fraud-detector-v1", "subset: v1"),
+            (
+                "host: modelmesh-serving.models.svc.cluster.local, header: fraud-detector-v1",
+                "subset: v1",
+            ),
         ),
         "spec.versions[0].backend.host",
         line_of(POLICY, "header: fraud-detector-v1"),
@@ -173,7 +193,10 @@ RULES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
     ),
     (
         "objectives without metrics",
-        edited(("  metrics:\n    set: modelmesh\n", "  paused: false\n"), ("    provider: {url: \"http://prometheus.monitoring:9090\"}\n", "")),
+        edited(
+            ("  metrics:\n    set: modelmesh\n", "  paused: false\n"),
+            ('    provider: {url: "http://prometheus.monitoring:9090"}\n', ""),
+        ),
         "spec.objectives",
         line_of(POLICY, "objectives:"),
         ("need a metrics source",),
@@ -201,7 +224,9 @@ RULES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
     ),
     (
         "threshold on a proportion",
-        edited(("{metric: error-rate, max: 0.01,", "{metric: error-rate, threshold: 3, max: 0.01,")),
+        edited(
+            ("{metric: error-rate, max: 0.01,", "{metric: error-rate, threshold: 3, max: 0.01,")
+        ),
         "spec.objectives[0].threshold",
         line_of(POLICY, "metric: error-rate"),
         ("histogram metrics only", "proportion"),
@@ -249,13 +274,25 @@ def test_each_rule_reports_the_field_and_its_line(
         KSERVE_POLICY,
         edited(("steps: [10, 20, 30, 40, 50]", "stepWeight: 10\n    maxWeight: 50")),
         edited(("manifests/virtualservice.yaml", "./vs.yaml")),
-        edited(("type: canary\n    steps: [10, 20, 30, 40, 50]\n    minDwell: 6m\n", "type: mirror\n")),
+        edited(
+            ("type: canary\n    steps: [10, 20, 30, 40, 50]\n    minDwell: 6m\n", "type: mirror\n")
+        ),
         edited(("metric: latency", "metric: fairness"), ("threshold: 500, ", "")),
     ],
-    ids=["modelmesh", "gatewayapi", "kserve", "stepWeight", "relative to the policy", "mirror", "gauge"],
+    ids=[
+        "modelmesh",
+        "gatewayapi",
+        "kserve",
+        "stepWeight",
+        "relative to the policy",
+        "mirror",
+        "gauge",
+    ],
 )
 def test_valid_policies_pass(tmp_path: Path, policy: str) -> None:
-    root = write_repo(tmp_path, {"policies/fraud.yaml": policy, "policies/vs.yaml": VIRTUAL_SERVICE})
+    root = write_repo(
+        tmp_path, {"policies/fraud.yaml": policy, "policies/vs.yaml": VIRTUAL_SERVICE}
+    )
     report = validate(root)
     assert report.errors == []
     assert len(report.policies) == 1
@@ -319,7 +356,11 @@ def test_every_file_error_and_every_policy_error_come_in_one_run(tmp_path: Path)
         },
     )
     report = validate(root)
-    assert {e.path for e in report.errors} == {"policies/a.yaml", "policies/b.yaml", "policies/c.yaml"}
+    assert {e.path for e in report.errors} == {
+        "policies/a.yaml",
+        "policies/b.yaml",
+        "policies/c.yaml",
+    }
     assert [p.path for p in report.policies] == ["policies/fraud.yaml"]
     assert report.failure_summary() == f"{len(report.errors)} errors in 5 files"
 

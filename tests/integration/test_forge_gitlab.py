@@ -1,0 +1,52 @@
+"""GitLab specifics through python-gitlab against the loopback fake (tests/support/fake_forges.py).
+
+Endpoints: GET/POST /api/v4/projects/:id/merge_requests (id a URL-encoded group/subgroup/project),
+GET /api/v4/users?username=.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from policyengine.errors import ForgeError
+from policyengine.gitops.forges import forge_from_url, open_or_update
+from tests.support.fake_forges import FakeGitLab, running
+
+
+@pytest.fixture
+def gitlab() -> Iterator[FakeGitLab]:
+    with running(FakeGitLab(f"glpat-{secrets.token_hex(12)}")) as fake:
+        assert isinstance(fake, FakeGitLab)
+        yield fake
+
+
+def test_a_subgroup_project_and_an_api_v4_url_are_accepted(gitlab: FakeGitLab) -> None:
+    forge = forge_from_url("gitlab", gitlab.api_url, "ml/platform/models", gitlab.token)
+    pr = open_or_update(forge, "b", "main", "t", "body", ["release", "policyengine"], ["bob"])
+
+    assert gitlab.pulls[pr.number].labels == ["release", "policyengine"]
+    assert gitlab.reviewer_ids[pr.number] == [12]
+    assert gitlab.requests_to("POST", r"/api/v4/projects/ml%2Fplatform%2Fmodels/merge_requests")
+
+
+def test_an_unknown_reviewer_fails_before_anything_is_opened(gitlab: FakeGitLab) -> None:
+    forge = forge_from_url("gitlab", gitlab.root_url, gitlab.repository, gitlab.token)
+    with pytest.raises(ForgeError, match="no user 'carol'"):
+        open_or_update(forge, "b", "main", "t", "body", [], ["carol"])
+    assert gitlab.pulls == {}
+
+
+def test_ratelimit_reset_is_honoured(gitlab: FakeGitLab) -> None:
+    sleeps: list[float] = []
+    gitlab.fail_next(
+        429, {"RateLimit-Remaining": "0", "RateLimit-Reset": str(int(time.time()) + 20)}
+    )
+    forge = forge_from_url(
+        "gitlab", gitlab.root_url, gitlab.repository, gitlab.token, sleep=sleeps.append
+    )
+    assert forge.find_open_pull_request("b", "main") is None
+    assert len(sleeps) == 1 and 15 <= sleeps[0] <= 20
