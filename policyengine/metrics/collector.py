@@ -106,8 +106,12 @@ def needs_of(
     source = policy.spec.metrics
     if source is None or not metrics:
         return []
-    version_label = metric_set.spec.version_label if metric_set else DEFAULT_VERSION_LABEL
-    namespace_label = metric_set.spec.namespace_label if metric_set else None
+    version_label = source.version_label or (
+        metric_set.spec.version_label if metric_set else DEFAULT_VERSION_LABEL
+    )
+    namespace_label = source.namespace_label or (
+        metric_set.spec.namespace_label if metric_set else None
+    )
     versions = {v.name: v.label_value for v in policy.spec.versions}
     interval = parse_duration(policy.spec.analysis.interval)
 

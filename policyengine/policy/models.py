@@ -224,9 +224,7 @@ class MirrorStrategy(Model):
     percentage: Percent = Field(
         default=100, description="Share of live traffic mirrored to the candidate."
     )
-    observation_window: Duration = Field(
-        default="30m", description="How long mirroring stays on."
-    )
+    observation_window: Duration = Field(default="30m", description="How long mirroring stays on.")
     min_samples: int = Field(
         default=0, ge=0, description="Minimum mirrored requests before the outcome is recorded."
     )
@@ -292,7 +290,9 @@ class Objective(Model):
 class Reward(Model):
     """A business metric to maximise among versions that meet every objective (A/B/n)."""
 
-    metric: str = Field(min_length=1, description="Name of a metric in the metric set or templates.")
+    metric: str = Field(
+        min_length=1, description="Name of a metric in the metric set or templates."
+    )
     direction: Literal["maximize", "minimize"] = Field(
         default="maximize", description="Whether more or less of the metric is better."
     )
@@ -333,7 +333,9 @@ class Analysis(Model):
 
 
 class BasicAuth(Model):
-    username_env: str | None = Field(default=None, description="Environment variable with the user.")
+    username_env: str | None = Field(
+        default=None, description="Environment variable with the user."
+    )
     username: str | None = Field(default=None, description="User name (not a secret).")
     password_env: str | None = Field(
         default=None, description="Environment variable holding the password."
@@ -357,9 +359,7 @@ class ProviderAuth(Model):
 
 
 class Provider(Model):
-    type: Literal["prometheus"] = Field(
-        default="prometheus", description="Metrics provider type."
-    )
+    type: Literal["prometheus"] = Field(default="prometheus", description="Metrics provider type.")
     url: str | None = Field(
         default=None,
         pattern=r"^https?://",
@@ -429,6 +429,19 @@ class MetricsSource(Model):
     )
     model: str | None = Field(
         default=None, description="Model name, for templates that use ${model}."
+    )
+    version_label: str | None = Field(
+        default=None,
+        pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        description=(
+            "Prometheus label identifying a version in custom templates (default: the set's "
+            "versionLabel, else `version`)."
+        ),
+    )
+    namespace_label: str | None = Field(
+        default=None,
+        pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        description="Prometheus label holding the namespace in custom templates, if any.",
     )
 
 

@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from policyengine.errors import InvalidPolicyError
 from policyengine.metrics.catalog import known_metric_set_names, metric_set_named
+from policyengine.metrics.promql import check_template
 from policyengine.policy.models import (
     POLICY_KINDS,
     MetricSet,
@@ -451,6 +452,14 @@ def _metric_problems(
         where = f"metric set {source.set!r}" + (" or templates" if source.templates else "")
     metrics.update(source.templates)
     problems = []
+    for name, template in source.templates.items():
+        for role, text in template.queries().items():
+            try:
+                check_template(text)
+            except InvalidPolicyError as error:
+                problems.append(
+                    FieldProblem(("spec", "metrics", "templates", name, role), str(error))
+                )
     for index, objective in enumerate(spec.objectives):
         base: FieldPath = ("spec", "objectives", index)
         template = metrics.get(objective.metric)
