@@ -166,7 +166,13 @@ def _read_split(item: LoadedPolicy, manifests: ManifestTexts) -> TrafficSplit:
     path = manifest_path(item, first, manifests.root)
     file = load_documents(manifests.get(path), path)
     document = find_document(file, first.kind or router.kind, first.name)
-    return router.read(document, policy)
+    split = router.read(document, policy)
+    # Plain values: a router may hand back ruamel scalars, which the status file cannot hold.
+    return TrafficSplit(
+        tuple((str(name), int(weight)) for name, weight in split.weights),
+        None if split.mirror_to is None else str(split.mirror_to),
+        float(split.mirror_percent),
+    )
 
 
 def _read_status(root: Path, key: str) -> ReleaseStatus | None:
@@ -278,8 +284,10 @@ def _is_unreachable(observations: Observations) -> bool:
 def _changes_anything(status: ReleaseStatus, outcome: Outcome) -> bool:
     if outcome.decision not in _QUIET:
         return True
-    # A hold or done that moves the phase (for example to inconclusive) is recorded once.
-    return outcome.phase is not status.phase or not outcome.split.same_as(status.split)
+    # A hold or done that moves the phase (for example to inconclusive) is recorded once. A hold
+    # on weights a person wrote is not: recording them as the engine's would resume the release
+    # from them on the next pass.
+    return outcome.phase is not status.phase
 
 
 def _render(item: LoadedPolicy, split: TrafficSplit, manifests: ManifestTexts) -> dict[str, str]:

@@ -7,6 +7,7 @@ doubles and varints — so no generated code is needed; the body is raw-snappy c
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,16 +38,26 @@ def encode_write_request(series: Iterable[SeriesSamples]) -> bytes:
     for one in series:
         if "__name__" not in one.labels:
             raise ValueError(f"a series needs a __name__ label: {dict(one.labels)}")
-        body = bytearray()
-        for name in sorted(one.labels):  # remote write requires labels sorted by name
-            label = _string_field(1, name) + _string_field(2, one.labels[name])
-            body += _length_delimited(1, label)
+        body = bytearray(_encoded_labels(tuple(sorted(one.labels.items()))))
         for at, value in one.samples:
             milliseconds = round(at.timestamp() * 1000)
             sample = _tag(1, 1) + struct.pack("<d", value) + _tag(2, 0) + _varint(milliseconds)
             body += _length_delimited(2, sample)
         request += _length_delimited(1, bytes(body))
     return bytes(request)
+
+
+@lru_cache(maxsize=65536)
+def _encoded_labels(labels: tuple[tuple[str, str], ...]) -> bytes:
+    """The label fields of a TimeSeries, sorted by name as remote write requires.
+
+    A simulator sends the same series every interval: encoding each label set once keeps the
+    writer from spending most of its time re-encoding identical bytes.
+    """
+    encoded = bytearray()
+    for name, value in labels:
+        encoded += _length_delimited(1, _string_field(1, name) + _string_field(2, value))
+    return bytes(encoded)
 
 
 class RemoteWriteClient:

@@ -115,7 +115,7 @@ def test_a_human_change_to_the_same_lines_wins_and_the_engine_replans(
     assert repo.file(status_path(CANARY)) == status_before
 
     # the next pass plans from the person's weights and does not overwrite them
-    plan = json.loads(repo.plan(at(11), "json").output)
+    plan = json.loads(repo.plan(at(11), "json").stdout)
     [policy] = plan["policies"]
     assert (policy["decision"], policy["weights"], policy["writes"]) == (
         "hold",
@@ -123,5 +123,6 @@ def test_a_human_change_to_the_same_lines_wins_and_the_engine_replans(
         False,
     )
     assert "a person changed the weights" in policy["reason"]
-    repo.reconcile(at(11))
-    assert repo.head() == human
+    for minutes in (11, 60):  # well past the step's dwell: still the person's weights
+        repo.reconcile(at(minutes))
+        assert repo.head() == human

@@ -292,7 +292,7 @@ def test_pause_holds_until_a_person_resumes(tmp_path: Path) -> None:
         result = repo.reconcile(at(minutes))
         assert "paused by a person" in result.output
         assert repo.head() == paused
-    plan = json.loads(repo.plan(at(240), "json").output)
+    plan = json.loads(repo.plan(at(240), "json").stdout)
     assert (plan["policies"][0]["decision"], plan["policies"][0]["writes"]) == ("hold", False)
 
     resumed = repo.human_push({"policy.yaml": edit_policy(policy, paused=False)}, "resume")

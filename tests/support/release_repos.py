@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import sys
 import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -241,3 +242,11 @@ def tree_problems(files: Mapping[str, str]) -> list[str]:
                 found = validate_manifest(document) + weight_problems(document)
                 problems += [f"{path}: {problem}" for problem in found]
     return problems
+
+
+def console_script() -> Path:
+    """The installed `policyengine` entry point beside this interpreter (never skipped: the
+    package must be installed in the environment the tests run in)."""
+    script = Path(sys.executable).parent / "policyengine"
+    assert script.is_file(), f"{script} is missing: pip install -e . in this environment"
+    return script
