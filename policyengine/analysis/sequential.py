@@ -112,8 +112,10 @@ def compare_proportions(
     total) per concurrent window, in time order.
 
     The lower bound inverts the harm test (is Δ > 0?), so its variance is the one under Δ = 0:
-    p̄(1−p̄)·W with the pooled rate p̄. The upper bound uses the plug-in variance
-    Σ w_k²·(q_C(1−q_C)/n_C + q_B(1−q_B)/n_B) with each version's own rate.
+    p̄(1−p̄)·W with the pooled rate p̄. The upper bound uses the variance
+    Σ w_k²·(q_C(1−q_C)/n_C + q_B(1−q_B)/n_B), with each version's own rate q — and, with a margin,
+    q_C at least q_B + m, the candidate's rate under the hypothesis a promotion rejects: a
+    candidate that shows few events early must not also claim a small variance.
 
     With a non-inferiority `margin` m, the upper bound inverts Wald's SPRT of Δ ≥ Δ₀ against
     Δ = Δ₀ − m (the likelihood ratio is a martingale under the null, so Ville's inequality makes
@@ -149,13 +151,15 @@ def compare_proportions(
         q_c = _shrunk_rate(events_c, total_c)
         q_b = _shrunk_rate(events_b, total_b)
         null_variance = pooled * (1.0 - pooled) * weight
-        variance = q_c * (1.0 - q_c) * baseline_share + q_b * (1.0 - q_b) * candidate_share
         below = one_sided_boundary(null_variance, levels.lower_rho, levels.lower_alpha, 1.0)
         lower = max(lower, (score - below) / weight)
         if margin is not None and margin > 0:
+            q_c = max(q_c, min(q_b + margin, 0.5))
+            variance = q_c * (1.0 - q_c) * baseline_share + q_b * (1.0 - q_b) * candidate_share
             shift = margin / 2.0 + log_upper * variance / (weight * weight * margin)
             upper = min(upper, score / weight + shift)
         else:
+            variance = q_c * (1.0 - q_c) * baseline_share + q_b * (1.0 - q_b) * candidate_share
             above = one_sided_boundary(variance, levels.upper_rho, levels.upper_alpha)
             upper = min(upper, (score + above) / weight)
     estimate = score / weight if weight > 0 else 0.0

@@ -395,24 +395,27 @@ def _router_problems(policy: ReleasePolicy) -> list[FieldProblem]:
                         f"router {router} needs backend.{field} ({meaning})",
                     )
                 )
-    if router == "kserve" and strategy.type == "mirror":
+    # KServe has no mirroring; an Istio mirror cannot rewrite ModelMesh's mm-vmodel-id header, so
+    # mirrored requests would reach the baseline model again.
+    why = {
+        "kserve": "a KServe InferenceService has no traffic mirroring",
+        "istio-modelmesh": (
+            "an Istio mirror cannot rewrite the mm-vmodel-id header, so mirrored requests would "
+            "reach the same model"
+        ),
+    }.get(router)
+    if why and strategy.type == "mirror":
         problems.append(
             FieldProblem(
                 ("spec", "strategy", "type"),
-                "router kserve cannot mirror: a KServe InferenceService has no traffic "
-                "mirroring; use router istio or gatewayapi",
+                f"router {router} cannot mirror: {why}; use router istio or gatewayapi",
             )
         )
-    if (
-        router == "kserve"
-        and strategy.type == "blueGreen"
-        and strategy.validation_traffic == "mirror"
-    ):
+    if why and strategy.type == "blueGreen" and strategy.validation_traffic == "mirror":
         problems.append(
             FieldProblem(
                 ("spec", "strategy", "validationTraffic"),
-                "router kserve cannot mirror: a KServe InferenceService has no traffic "
-                "mirroring; use validationTraffic none",
+                f"router {router} cannot mirror: {why}; use validationTraffic none",
             )
         )
     return problems

@@ -154,6 +154,15 @@ RULES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
         ("kserve cannot mirror",),
     ),
     (
+        "modelmesh cannot mirror",
+        edited(
+            ("type: canary\n    steps: [10, 20, 30, 40, 50]\n    minDwell: 6m\n", "type: mirror\n")
+        ),
+        "spec.strategy.type",
+        line_of(POLICY, "type: canary"),
+        ("istio-modelmesh cannot mirror", "mm-vmodel-id"),
+    ),
+    (
         "kserve blue-green cannot validate on mirrored traffic",
         KSERVE_POLICY.replace(
             "type: canary\n    steps: [10, 20, 30, 40, 50]\n    minDwell: 6m\n",
@@ -274,8 +283,8 @@ def test_each_rule_reports_the_field_and_its_line(
         KSERVE_POLICY,
         edited(("steps: [10, 20, 30, 40, 50]", "stepWeight: 10\n    maxWeight: 50")),
         edited(("manifests/virtualservice.yaml", "./vs.yaml")),
-        edited(
-            ("type: canary\n    steps: [10, 20, 30, 40, 50]\n    minDwell: 6m\n", "type: mirror\n")
+        GATEWAY_POLICY.replace(
+            "type: canary\n    steps: [10, 20, 30, 40, 50]\n    minDwell: 6m\n", "type: mirror\n"
         ),
         edited(("metric: latency", "metric: fairness"), ("threshold: 500, ", "")),
     ],

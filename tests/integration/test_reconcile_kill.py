@@ -1,0 +1,156 @@
+"""The engine killed by SIGKILL at random points of 50 passes (`policyengine reconcile --once` as a
+subprocess, its whole process group killed, the remote served over smart HTTP so that the server
+outlives its client) never leaves the remote invalid, and the next pass converges to exactly what
+an uninterrupted run has at the same instant.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from policyengine.gitops.repo import TOKEN_VARIABLE
+from tests.support.gitrepos import git, serve_git_over_http
+from tests.support.release_repos import (
+    T0,
+    ReleaseRepo,
+    console_script,
+    example_files,
+    rfc3339,
+    tree_of,
+    tree_problems,
+)
+
+PASSES = 50
+STEP = timedelta(minutes=10)
+TOKEN = "kill-test-token"  # a throwaway credential of the loopback test server
+SEED = int(os.environ.get("POLICYENGINE_KILL_SEED", "20240501"))
+
+
+def course_files() -> dict[str, str]:
+    """The ModelMesh canary in 49 steps of 2 % (one a pass, then promotion), beside the blue-green
+    and the mirror examples, so that some passes carry several commits."""
+    canary = example_files(
+        "modelmesh-canary",
+        "policies/fraud-detector.yaml",
+        steps=None,
+        stepWeight=2,
+        maxWeight=98,
+    )
+    green = example_files(
+        "kserve-bluegreen", "policies/churn-predictor.yaml", validationWindow="1h"
+    )
+    mirror = example_files("gateway-mirror", "policies/image-classifier.yaml")
+    files = {**green, **mirror, **canary}
+    return {path: text for path, text in files.items() if not path.startswith("argocd/")}
+
+
+@dataclass
+class Tally:
+    finished: int = 0
+    killed: int = 0
+    unpushed: int = 0  # killed with engine commits in its cache that the remote did not have
+    heads: set[str] = field(default_factory=set)
+
+
+def check_remote_state(repo: ReleaseRepo, sha: str, scratch: Path) -> None:
+    """What `policyengine validate` says of the remote at `sha`, plus CRD schemas and status."""
+    exported = repo.export(scratch / sha, sha)
+    result = repo.cli("validate", str(exported), "--repo", str(exported))
+    assert result.exit_code == 0, f"remote at {sha} fails validate:\n{result.output}"
+    assert tree_problems(tree_of(repo.remote, sha)) == [], sha
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_never_breaks_the_remote_and_the_next_pass_converges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = course_files()
+    reference = ReleaseRepo.create(tmp_path / "reference", files)
+    victim = ReleaseRepo.create(tmp_path / "victim", files)
+    assert reference.head() == victim.head()
+    script = console_script()
+    rng = random.Random(SEED)
+    tally = Tally()
+    monkeypatch.setenv(TOKEN_VARIABLE, TOKEN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLICYENGINE_AUTHOR")}
+
+    with serve_git_over_http(victim.remote.parent, TOKEN) as server:
+        url = server.url_of(victim.remote.name)
+        engine_args = ["--repo", url, "--cache-dir", str(victim.cache)]
+
+        def converge(now: str) -> None:
+            result = victim.cli("reconcile", "--once", *engine_args, "--now", now)
+            assert result.exit_code == 0, f"the pass after the kill failed:\n{result.output}"
+
+        # How long a whole pass takes here, so that kills spread over all of it.
+        started = time.monotonic()
+        warmup = subprocess.run(
+            [str(script), "plan", *engine_args, "--now", rfc3339(T0)],
+            env=env,
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+        assert warmup.returncode == 0, warmup.stderr.decode()
+        duration = time.monotonic() - started
+
+        pending_check: str | None = None
+        for index in range(PASSES):
+            now = rfc3339(T0 + index * STEP)
+            engine = subprocess.Popen(
+                [str(script), "reconcile", "--once", *engine_args, "--now", now],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: the kill takes its git children
+            )
+            deadline = time.monotonic() + rng.uniform(0.5, 1.3) * duration
+            # Use the wait: the uninterrupted run's pass, and the check of the previous kill.
+            reference.reconcile(T0 + index * STEP)
+            if pending_check is not None:
+                check_remote_state(victim, pending_check, tmp_path / "checks")
+                pending_check = None
+            try:
+                engine.wait(timeout=max(0.0, deadline - time.monotonic()))
+                assert engine.returncode == 0, f"pass {index} failed on its own"
+                tally.finished += 1
+            except subprocess.TimeoutExpired:
+                os.killpg(engine.pid, signal.SIGKILL)
+                engine.wait()
+                tally.killed += 1
+            head = victim.head()
+            if head not in tally.heads:
+                pending_check = head
+                tally.heads.add(head)
+            cache_head = subprocess.run(
+                ["git", "rev-parse", "--verify", "--quiet", "HEAD"],
+                cwd=victim.cache,
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+            if cache_head and cache_head != head:
+                tally.unpushed += 1
+
+            converge(now)
+            assert victim.tree() == reference.tree(), f"pass {index} did not converge"
+            assert victim.head() == reference.head(), f"pass {index}: history differs"
+        if pending_check is not None:
+            check_remote_state(victim, pending_check, tmp_path / "checks")
+
+    print(f"seed {SEED}: {tally}")
+    assert tally.killed >= PASSES // 4, tally
+    final = reference.tree()
+    assert "phase: succeeded" in final[".policyengine/status/fraud-detection/fraud-detector.yaml"]
+    subjects = [c.subject for c in victim.log()]
+    assert len(subjects) == 1 + PASSES + 4, subjects  # seed, 49 steps + promote, 2 + 2 others
+    git(victim.remote, "fsck", "--no-progress", "--connectivity-only")
