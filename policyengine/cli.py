@@ -283,3 +283,130 @@ def history(
     entries = release_history(engine.workspace.root, branch, policy)
     render = render_history_json if output == "json" else render_history_text
     click.echo(render(entries), nl=False)
+
+
+# -- the demo ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--seed", default=1, show_default=True, help="Seed of the simulated fleet.")
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the GitOps repository at DIR (new or empty); `git -C DIR log` shows the decisions.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the HTML report here [default: a new temporary folder].",
+)
+@click.option(
+    "--metrics",
+    type=click.Choice(["auto", "prometheus", "embedded"]),
+    default="auto",
+    show_default=True,
+    help="auto: the real Prometheus when the binary is on PATH, else the embedded stand-in.",
+)
+def demo(seed: int, keep: Path | None, report_path: Path | None, metrics: str) -> None:
+    """Two canary releases on a simulated fleet against Prometheus and Git: one promoted, one
+    rolled back. Exits 0 when both end as expected."""
+    from policyengine.demo.prometheus_process import find_prometheus
+    from policyengine.demo.run import DemoOptions, run_demo
+
+    binary = None if metrics == "embedded" else find_prometheus()
+    if metrics == "prometheus" and binary is None:
+        raise click.BadParameter("no prometheus binary on PATH", param_hint="--metrics")
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        options = DemoOptions(seed=seed, keep=keep, report=report_path, prometheus=binary)
+        result = run_demo(options, click.echo)
+    except KeyboardInterrupt:
+        click.echo("interrupted: Prometheus stopped, temporary files removed", err=True)
+        raise SystemExit(130) from None
+    except FileExistsError as error:
+        raise click.BadParameter(str(error), param_hint="--keep") from None
+    except FileNotFoundError as error:  # examples/ missing: not run from a checkout
+        click.echo(f"error: {error}", err=True)
+        raise SystemExit(1) from None
+    click.echo("")
+    if result.repository is not None:
+        click.echo(f"repository kept at {result.repository}: git -C {result.repository} log")
+    click.echo(f"report: {result.report}")
+    summary = ", ".join(f"{key} {outcome}" for key, outcome in result.outcomes.items())
+    click.echo(f"{summary} in {result.minutes} simulated minutes ({result.seconds:.0f} s)")
+    if not result.as_expected:
+        expected = ", ".join(f"{key} {outcome}" for key, outcome in result.expected.items())
+        click.echo(f"error: the demo expected {expected}", err=True)
+    raise SystemExit(result.exit_code)
+
+
+# -- backtest -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("policy")
+@click.option(
+    "--from", "from_text", required=True, help="First instant (RFC 3339 or unix seconds)."
+)
+@click.option("--to", "to_text", required=True, help="Last instant (RFC 3339 or unix seconds).")
+@click.option("--step", "step_text", default="1m", show_default=True, help="Time between passes.")
+@click.option(
+    "--repo",
+    default=".",
+    show_default=True,
+    help="The config repository: a working tree (copied as it is), a bare repository or a URL.",
+)
+@click.option("--branch", default="main", show_default=True, help="Branch, when cloning.")
+@click.option(
+    "--prometheus",
+    "prometheus_url",
+    help="Prometheus base URL, overriding the policy's spec.metrics.provider.url.",
+)
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Ignore the release status at the head: replay as a new release from --from.",
+)
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def backtest(
+    policy: str,
+    from_text: str,
+    to_text: str,
+    step_text: str,
+    repo: str,
+    branch: str,
+    prometheus_url: str | None,
+    fresh: bool,
+    output: str,
+) -> None:
+    """Replay POLICY (namespace/name) over stored Prometheus history: the decision it would have
+    taken at each step, with its evidence. Writes nothing, neither to the repository nor the remote.
+    """
+    from policyengine.backtest import (
+        backtest_json,
+        backtest_repository,
+        backtest_text,
+        parse_instant,
+        replay_instants,
+    )
+
+    try:
+        start, end = parse_instant(from_text), parse_instant(to_text)
+        step = parse_duration(step_text)
+        instants = replay_instants(start, end, step)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    result = backtest_repository(
+        _repo_argument(repo),
+        policy,
+        instants,
+        branch=branch,
+        prometheus_url=prometheus_url,
+        fresh=fresh,
+    )
+    click.echo((backtest_json if output == "json" else backtest_text)(result), nl=False)

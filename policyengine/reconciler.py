@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -19,7 +20,7 @@ from policyengine.analysis.assessment import assess
 from policyengine.analysis.observations import DataStatus, Observations
 from policyengine.analysis.verdict import NO_OBJECTIVES, Assessment
 from policyengine.documents import find_document, load_documents
-from policyengine.errors import PolicyEngineError
+from policyengine.errors import GitError, GitUnreachableError, PolicyEngineError
 from policyengine.gitops.commits import engine_commit_message
 from policyengine.gitops.repo import GitCredentials, Workspace
 from policyengine.gitops.status import dump_status, parse_status, status_path
@@ -360,15 +361,31 @@ class Engine:
     def workspace(self) -> Workspace:
         """The cache clone, fetched and reset to the remote branch."""
         if self._workspace is None:
-            self._workspace = Workspace.open(
-                self.settings.repo,
-                self.settings.cache_dir,
-                self.settings.branch,
-                self._credentials or GitCredentials.from_environment(),
-            )
+            self._workspace = self._open_workspace()
         else:
             self._workspace.refresh()
         return self._workspace
+
+    def _open_workspace(self) -> Workspace:
+        credentials = self._credentials or GitCredentials.from_environment()
+        cache = self.settings.cache_dir
+
+        def open_cache() -> Workspace:
+            return Workspace.open(self.settings.repo, cache, self.settings.branch, credentials)
+
+        try:
+            return open_cache()
+        except GitUnreachableError:
+            raise
+        except GitError as error:
+            if not (cache / ".git").is_dir():
+                raise
+            # The clone is the engine's own and disposable. An engine killed in the middle of a
+            # git command leaves it unusable (a stale index.lock, a half-written ref) until
+            # someone cleans up by hand: clone afresh instead.
+            log.warning("cache clone %s is unusable (%s); cloning it again", cache, error)
+            shutil.rmtree(cache)
+            return open_cache()
 
     def provider_for(self, policy: ReleasePolicy) -> MetricsProvider:
         """One provider per URL and credentials, shared by the policies that use it."""

@@ -142,22 +142,31 @@ def _result(
     )
 
 
-def _checks(objective: Objective) -> list[str]:
+def _checks(objective: Objective, gauge: bool) -> list[str]:
     checks = []
     if objective.max_increase is not None or objective.max_relative_increase is not None:
         checks.append(RELATIVE_CHECK)
-    if objective.max is not None:
+    bounded = objective.max is not None or objective.min is not None
+    if gauge and bounded:
+        checks.append(RANGE_CHECK)
+    if not gauge and objective.max is not None:
         checks.append(f"≤ {objective.max:g}")
-    if objective.min is not None:
+    if not gauge and objective.min is not None:
         checks.append(f"≥ {objective.min:g}")
     return checks
 
 
 def _unusable(
-    objective: Objective, version: str, verdict: Verdict, reason: str, hold: bool
+    objective: Objective,
+    version: str,
+    verdict: Verdict,
+    reason: str,
+    hold: bool,
+    gauge: bool = False,
 ) -> _ObjectiveOutcome:
     """The same verdict for every check of an objective that cannot be evaluated at all."""
-    results = tuple(_result(objective, version, verdict, reason, c) for c in _checks(objective))
+    checks = _checks(objective, gauge)
+    results = tuple(_result(objective, version, verdict, reason, c) for c in checks)
     return _ObjectiveOutcome(results, (f"{objective.display_name}: {reason}",) if hold else ())
 
 
@@ -171,18 +180,19 @@ def _assess_objective(
     if template is None:
         reason = f"metric {objective.metric!r} is not in the policy's metric set or templates"
         return _unusable(objective, candidate, Verdict.ERROR, reason, hold=True)
+    gauge = template.type == "gauge"
     if template.type == "histogram" and objective.threshold is None:
         reason = f"histogram metric {objective.metric!r} needs a threshold (a bucket bound)"
         return _unusable(objective, candidate, Verdict.ERROR, reason, hold=True)
     if observation is None:
         reason = f"metric {objective.metric!r} was not measured"
-        return _unusable(objective, candidate, Verdict.INCONCLUSIVE, reason, hold=True)
+        return _unusable(objective, candidate, Verdict.INCONCLUSIVE, reason, hold=True, gauge=gauge)
     if observation.status is DataStatus.NO_DATA:
         reason = f"no data: {observation.message or objective.metric}"
-        return _unusable(objective, candidate, Verdict.INCONCLUSIVE, reason, hold=True)
+        return _unusable(objective, candidate, Verdict.INCONCLUSIVE, reason, hold=True, gauge=gauge)
     if observation.status is not DataStatus.OK:
         reason = f"{observation.status}: {observation.message or objective.metric}"
-        return _unusable(objective, candidate, Verdict.ERROR, reason, hold=True)
+        return _unusable(objective, candidate, Verdict.ERROR, reason, hold=True, gauge=gauge)
     if template.type == "gauge":
         return _assess_gauge(context, objective, observation, candidate)
     return _assess_proportion(context, objective, observation, candidate)
@@ -390,7 +400,7 @@ def _assess_gauge(
     recent = _recent(observation.gauges.get(candidate, ()), context)
     if not recent:
         reason = f"no data: no value of {observation.metric} for {candidate}"
-        return _unusable(objective, candidate, Verdict.INCONCLUSIVE, reason, hold=True)
+        return _unusable(objective, candidate, Verdict.INCONCLUSIVE, reason, hold=True, gauge=True)
     values = [p.value for p in recent]
     mean = math.fsum(values) / len(values)
     results: list[ObjectiveResult] = []

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 # must not claim a variance of zero (the interval would collapse onto 0).
 _PSEUDO_EVENTS = 0.5
 
+SPRT_STEP = 0.7
+
 
 def mixture_boundary(variance: float, rho: float, alpha: float) -> float:
     """Two-sided normal-mixture boundary: P(∃t: |S_t| ≥ b(V_t)) ≤ alpha.
@@ -156,7 +158,8 @@ def compare_proportions(
         if margin is not None and margin > 0:
             q_c = max(q_c, min(q_b + margin, 0.5))
             variance = q_c * (1.0 - q_c) * baseline_share + q_b * (1.0 - q_b) * candidate_share
-            shift = margin / 2.0 + log_upper * variance / (weight * weight * margin)
+            step = SPRT_STEP * margin
+            shift = step / 2.0 + log_upper * variance / (weight * weight * step)
             upper = min(upper, score / weight + shift)
         else:
             variance = q_c * (1.0 - q_c) * baseline_share + q_b * (1.0 - q_b) * candidate_share

@@ -5,6 +5,7 @@ fetches, replays the engine's commits onto the new remote head and retries — t
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import random
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from policyengine.errors import GitError, GitUnreachableError
 from policyengine.gitops.commits import policies_of
 from policyengine.gitops.environment import git_environment
+from policyengine.gitops.fastimport import CommitStream, DeleteFile, FileOperation, SetFile
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,8 @@ def _validated_path(path: str) -> str:
         or pure.is_absolute()
         or ".." in pure.parts
         or "\\" in path
+        or "\n" in path
+        or path.startswith('"')
         or pure.parts[0] == ".git"
         or str(pure) != path
     ):
@@ -168,7 +172,9 @@ class Workspace:
         self._sleep = sleep
         self._env = git_environment(self._credential_config())
         self._head = ""
-        self._tree = ""
+        self._stream: CommitStream | None = None
+        self._stream_base = ""  # the flushed head the current fast-import batch started from
+        self._unstaged: set[str] = set()  # paths the batch wrote, to stage on flush
         self._synced = ""  # the remote head our unpushed commits sit on
         self._pushes = 0
 
@@ -192,6 +198,7 @@ class Workspace:
         cache = Path(cache_dir)
         workspace = cls(cache, url, branch, creds, sleep)
         if (cache / ".git").is_dir():
+            workspace._remove_stale_locks()
             workspace._git(["remote", "set-url", "origin", url])
             workspace.refresh()
         else:
@@ -218,17 +225,30 @@ class Workspace:
             cwd=self._root.parent,
         )
         self._synced = self._rev_parse(f"refs/remotes/origin/{self._branch}")
-        self._set_head(self._rev_parse("HEAD"))
+        self._head = self._rev_parse("HEAD")
 
     def refresh(self) -> None:
         """Fetch the branch and reset the clone (HEAD, index, work tree) to the remote head."""
+        if self._stream is not None:
+            self._stream.abort()  # unflushed commits are discarded with the rest
+            self._stream = None
+            self._unstaged.clear()
         self._fetch()
         remote_head = self._rev_parse(f"refs/remotes/origin/{self._branch}")
         self._git(["checkout", "--quiet", "--force", "-B", self._branch, remote_head])
         # Leftovers of an interrupted pass (new files never committed) must not be loaded.
         self._git(["clean", "-q", "-f", "-f", "-d"])
         self._synced = remote_head
-        self._set_head(remote_head)
+        self._head = remote_head
+
+    def _remove_stale_locks(self) -> None:
+        """Lock files left by a killed pass. One engine process owns a cache folder, so a lock
+        seen at open time can only be a leftover."""
+        git_dir = self._root / ".git"
+        for lock in (git_dir / "index.lock", git_dir / "refs" / "heads" / f"{self._branch}.lock"):
+            if lock.exists():
+                log.warning("removing stale %s left by an interrupted pass", lock)
+                lock.unlink()
 
     def _fetch(self) -> None:
         refspec = f"+refs/heads/{self._branch}:refs/remotes/origin/{self._branch}"
@@ -266,7 +286,8 @@ class Workspace:
 
         Callers cache parsed documents by blob id and re-parse only what changed.
         """
-        args = ["ls-tree", "-r", "-z", "--full-tree", self._tree]
+        self.flush()
+        args = ["ls-tree", "-r", "-z", "--full-tree", self._head]
         selected = list(paths) if paths is not None else None
         if selected is not None:
             if not selected:
@@ -276,24 +297,12 @@ class Workspace:
 
     def read_blobs(self, blob_ids: Iterable[str]) -> dict[str, bytes]:
         """Contents of many blobs through one `git cat-file --batch`."""
-        wanted = list(dict.fromkeys(blob_ids))
-        if not wanted:
-            return {}
-        output = self._git(["cat-file", "--batch"], input=("\n".join(wanted) + "\n").encode())
-        contents: dict[str, bytes] = {}
-        offset = 0
-        for blob_id in wanted:
-            end = output.index(b"\n", offset)
-            header = output[offset:end].decode()
-            if header.endswith(" missing"):
-                raise GitError(f"object {blob_id} is missing from {self._root}")
-            size = int(header.rsplit(" ", 1)[1])
-            contents[blob_id] = output[end + 1 : end + 1 + size]
-            offset = end + 1 + size + 1
-        return contents
+        self.flush()
+        return self._cat_batch(blob_ids)
 
     def unpushed(self) -> list[str]:
         """The engine's commits not on the remote yet, oldest first."""
+        self.flush()
         if self._head == self._synced:
             return []
         listed = self._git(["rev-list", "--reverse", self._head, "--not", self._synced])
@@ -310,51 +319,89 @@ class Workspace:
     ) -> str | None:
         """Commit new contents (None deletes) on top of HEAD; None when nothing changed.
 
-        Plumbing only: write the changed files, stage exactly those paths, write-tree,
-        commit-tree, update-ref. Git never walks the rest of the work tree.
+        Cheap: one long-lived `git fast-import` takes every commit of a batch, only the changed
+        files are written into the work tree, and git never walks the rest of it. The branch
+        and the index catch up in `flush()`, which every reading or pushing method calls first.
         """
-        paths = [_validated_path(p) for p in changes]
-        if not paths:
+        operations: list[FileOperation] = []
+        for path in changes:
+            content = changes[path]
+            target = self._root / _validated_path(path)
+            current = target.read_bytes() if target.is_file() else None
+            if content == current:
+                continue  # the work tree equals HEAD, so this path would not change
+            if content is None:
+                operations.append(DeleteFile(path))
+            else:
+                executable = target.is_file() and bool(target.stat().st_mode & 0o111)
+                mode = "100755" if executable else "100644"
+                operations.append(SetFile(path, mode, content=content))
+        if not operations:
             return None
+        identity = _identity_line(author, now)
+        if self._stream is None:
+            self._stream = CommitStream(self._root, self._env)
+            self._stream_base = self._head
         try:
-            for path in paths:
-                content = changes[path]
-                target = self._root / path
-                if content is None:
-                    target.unlink(missing_ok=True)
-                else:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(content)
-            stdin = b"".join(p.encode() + b"\0" for p in paths)
-            self._git(["update-index", "--add", "--remove", "-z", "--stdin"], input=stdin)
-            tree = self._git(["write-tree"]).decode().strip()
-            if tree == self._tree:
-                return None
-            sha = self._commit_tree(tree, self._head, message, _identity_env(author, now))
-            self._git(
-                [
-                    "update-ref",
-                    "-m",
-                    "policyengine: commit",
-                    f"refs/heads/{self._branch}",
-                    sha,
-                    self._head,
-                ]
-            )
-        except BaseException:
-            # Keep the invariant (work tree and index equal HEAD) even when interrupted.
-            self._git(["reset", "--quiet", "--hard", self._head], check=False)
+            sha = self._stream.commit(self._head, identity, identity, message.encode(), operations)
+        except GitError:
+            self._recover_from_stream_failure()
             raise
-        self._set_head(sha, tree)
+        for operation in operations:
+            target = self._root / operation.path
+            if isinstance(operation, DeleteFile):
+                target.unlink()
+            else:
+                assert operation.content is not None
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(operation.content)
+            self._unstaged.add(operation.path)
+        self._head = sha
         return sha
 
-    def _commit_tree(self, tree: str, parent: str, message: str, identity: dict[str, str]) -> str:
-        output = self._git(
-            ["commit-tree", "--no-gpg-sign", "-p", parent, "-F", "-", tree],
-            input=message.encode(),
-            env_extra=identity,
+    def close(self) -> None:
+        """Discard an unflushed batch (its commits were never pushed) and stop fast-import."""
+        if self._stream is not None:
+            self._stream.abort()
+            self._stream = None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def flush(self) -> None:
+        """Make the batch's commits visible: finish fast-import, move the branch, stage paths."""
+        if self._stream is None:
+            return
+        stream, self._stream = self._stream, None
+        try:
+            stream.close()
+        except GitError:
+            self._stream = stream
+            self._recover_from_stream_failure()
+            raise
+        branch_ref = f"refs/heads/{self._branch}"
+        self._git(
+            ["update-ref", "-m", "policyengine: commit", branch_ref, self._head, self._stream_base]
         )
-        return output.decode().strip()
+        paths = b"".join(p.encode() + b"\0" for p in sorted(self._unstaged))
+        self._git(["update-index", "--add", "--remove", "-z", "--stdin"], input=paths)
+        self._unstaged.clear()
+
+    def _recover_from_stream_failure(self) -> None:
+        """Back to the last flushed head; the batch's commits are gone and must be re-planned."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.abort()
+        log.error(
+            "fast-import failed; discarding %d unflushed engine commit(s)", len(self._unstaged)
+        )
+        self._git(["checkout", "--quiet", "--force", "-B", self._branch, self._stream_base])
+        self._git(["clean", "-q", "-f", "-f", "-d"])
+        self._unstaged.clear()
+        self._head = self._stream_base
 
     # -- pushing ---------------------------------------------------------------------------
 
@@ -367,7 +414,7 @@ class Workspace:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         dropped: list[DroppedCommit] = []
-        pending = self.unpushed()
+        pending = self.unpushed()  # flushes
         attempt = 0
         while pending:
             attempt += 1
@@ -419,86 +466,67 @@ class Workspace:
         """Re-create `commits` on `new_base` file by file with 3-way merges; move HEAD there."""
         dropped: list[DroppedCommit] = []
         dropped_policies: set[str] = set()
+        raw_commits = self._cat_batch(commits)
+        changes_by_commit = self._changes_of(commits)
         base_files = {
             e.path: e
             for e in self._ls_tree_entries(["ls-tree", "-r", "-z", "--full-tree", new_base])
         }
         head = new_base
-        with tempfile.TemporaryDirectory(prefix="policyengine-replay-") as scratch:
-            index_env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
-            self._git(["read-tree", new_base], env_extra=index_env)
-            for commit in commits:
-                raw = self._git(["cat-file", "commit", commit]).decode("utf-8", errors="replace")
-                headers, _, message = raw.partition("\n\n")
-                policies = policies_of(message)
-                file_changes = self._changes_of(commit)
-                if dropped_policies.intersection(policies):
-                    dropped.append(
-                        DroppedCommit(
-                            commit,
-                            policies,
-                            tuple(c.path for c in file_changes),
-                            "builds on a dropped decision of the same policy",
+        stream = CommitStream(self._root, self._env)
+        try:
+            with tempfile.TemporaryDirectory(prefix="policyengine-replay-") as scratch:
+                for commit in commits:
+                    headers, _, message = raw_commits[commit].partition(b"\n\n")
+                    policies = policies_of(message.decode("utf-8", errors="replace"))
+                    file_changes = changes_by_commit.get(commit, [])
+                    paths = tuple(c.path for c in file_changes)
+                    if dropped_policies.intersection(policies):
+                        reason = "builds on a dropped decision of the same policy"
+                        dropped.append(DroppedCommit(commit, policies, paths, reason))
+                        continue
+                    resolved, conflicts = self._merge_changes(file_changes, base_files, scratch)
+                    if conflicts:
+                        reason = "a human commit changed the same lines of " + ", ".join(conflicts)
+                        dropped.append(DroppedCommit(commit, policies, paths, reason))
+                        dropped_policies.update(policies)
+                        log.warning(
+                            "dropped engine commit %s for %s: human change to %s wins",
+                            commit[:10],
+                            ", ".join(policies) or "(no policy)",
+                            ", ".join(conflicts),
                         )
+                        continue
+                    if not resolved:
+                        continue  # a human already made exactly this change
+                    identities = _identities_from_headers(headers.decode("utf-8", errors="replace"))
+                    head = stream.commit(
+                        head, identities["author"], identities["committer"], message, resolved
                     )
-                    continue
-                resolved, conflicts = self._merge_changes(file_changes, base_files, scratch)
-                if conflicts:
-                    dropped.append(
-                        DroppedCommit(
-                            commit,
-                            policies,
-                            tuple(c.path for c in file_changes),
-                            "a human commit changed the same lines of " + ", ".join(conflicts),
-                        )
-                    )
-                    dropped_policies.update(policies)
-                    log.warning(
-                        "dropped engine commit %s for %s: human change to %s wins",
-                        commit[:10],
-                        ", ".join(policies) or "(no policy)",
-                        ", ".join(conflicts),
-                    )
-                    continue
-                if not resolved:
-                    continue  # a human already made exactly this change
-                zero = "0" * len(new_base)
-                index_info = "".join(
-                    f"{mode} {sha}\t{path}\0" if sha else f"0 {zero}\t{path}\0"
-                    for path, (mode, sha) in resolved.items()
-                )
-                self._git(
-                    ["update-index", "-z", "--index-info"],
-                    input=index_info.encode(),
-                    env_extra=index_env,
-                )
-                tree = self._git(["write-tree"], env_extra=index_env).decode().strip()
-                head = self._commit_tree(tree, head, message, _identity_from_headers(headers))
-                for path, (mode, sha) in resolved.items():
-                    if sha is None:
-                        base_files.pop(path, None)
-                    else:
-                        base_files[path] = _TreeEntry(path, mode, sha)
-        self._git(
-            [
-                "update-ref",
-                "-m",
-                "policyengine: replay",
-                f"refs/heads/{self._branch}",
-                head,
-                self._head,
-            ]
-        )
+                    for operation in resolved:
+                        if isinstance(operation, DeleteFile):
+                            base_files.pop(operation.path, None)
+                        else:
+                            blob = operation.blob or self._blob_id(operation.content or b"")
+                            base_files[operation.path] = _TreeEntry(
+                                operation.path, operation.mode, blob
+                            )
+            stream.close()
+        except BaseException:
+            stream.abort()
+            raise
+        branch_ref = f"refs/heads/{self._branch}"
+        self._git(["update-ref", "-m", "policyengine: replay", branch_ref, head, self._head])
         self._git(["reset", "--quiet", "--hard", head])
         self._synced = new_base
-        self._set_head(head)
+        self._head = head
         return dropped
 
     def _merge_changes(
         self, changes: list[_FileChange], base_files: Mapping[str, _TreeEntry], scratch: str
-    ) -> tuple[dict[str, tuple[str, str | None]], list[str]]:
-        """Per path: the (mode, blob or None) to stage, or a conflict."""
-        resolved: dict[str, tuple[str, str | None]] = {}
+    ) -> tuple[list[FileOperation], list[str]]:
+        """Per path: what to write on the new base, or a conflict (the human's side stays)."""
+        resolved: list[FileOperation] = []
         conflicts: list[str] = []
         for change in changes:
             current = base_files.get(change.path)
@@ -506,7 +534,11 @@ class Workspace:
             if theirs == change.new:
                 continue
             if theirs == change.old:
-                resolved[change.path] = (change.mode, change.new)
+                resolved.append(
+                    DeleteFile(change.path)
+                    if change.new is None
+                    else SetFile(change.path, change.mode, blob=change.new)
+                )
                 continue
             if change.old is None or change.new is None or theirs is None:
                 conflicts.append(change.path)  # add/add, modify/delete: nothing to merge line-wise
@@ -515,11 +547,11 @@ class Workspace:
             if merged is None:
                 conflicts.append(change.path)
             else:
-                resolved[change.path] = (change.mode, merged)
+                resolved.append(SetFile(change.path, change.mode, content=merged))
         return resolved, conflicts
 
-    def _merge_file(self, base: str, ours: str, theirs: str, scratch: str) -> str | None:
-        blobs = self.read_blobs([base, ours, theirs])
+    def _merge_file(self, base: str, ours: str, theirs: str, scratch: str) -> bytes | None:
+        blobs = self._cat_batch([base, ours, theirs])
         files = []
         for label, blob in (("ours", ours), ("base", base), ("theirs", theirs)):
             path = Path(scratch) / label
@@ -528,33 +560,62 @@ class Workspace:
         completed = self._run(["merge-file", "-p", "--quiet", *files], check=False)
         if completed.returncode != 0:
             return None  # conflicts (a count) or binary content: the human's version stays
-        return self._git(["hash-object", "-w", "--stdin"], input=completed.stdout).decode().strip()
+        return completed.stdout
 
-    def _changes_of(self, commit: str) -> list[_FileChange]:
+    def _changes_of(self, commits: list[str]) -> dict[str, list[_FileChange]]:
+        """Each commit's file changes against its parent, through one `diff-tree --stdin`."""
         output = self._git(
-            ["diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", f"{commit}^", commit]
+            ["diff-tree", "--stdin", "-r", "-z", "--no-renames"],
+            input="".join(f"{c}\n" for c in commits).encode(),
         )
-        fields = output.decode("utf-8", errors="surrogateescape").split("\0")
-        changes: list[_FileChange] = []
-        for i in range(0, len(fields) - 1, 2):
-            meta, path = fields[i], fields[i + 1]
-            old_mode, new_mode, old_sha, new_sha, status = meta.lstrip(":").split(" ")
-            zero = "0" * len(old_sha)
-            changes.append(
-                _FileChange(
-                    path,
-                    old_mode if status == "D" else new_mode,
-                    None if old_sha == zero else old_sha,
-                    None if new_sha == zero else new_sha,
+        tokens = output.decode("utf-8", errors="surrogateescape").split("\0")
+        changes: dict[str, list[_FileChange]] = {}
+        current: list[_FileChange] = []
+        index = 0
+        while index < len(tokens):
+            token = tokens[index].strip("\n")
+            if not token:
+                index += 1
+            elif token.startswith(":"):
+                old_mode, new_mode, old_sha, new_sha, status = token[1:].split(" ")
+                zero = "0" * len(old_sha)
+                current.append(
+                    _FileChange(
+                        tokens[index + 1],
+                        old_mode if status == "D" else new_mode,
+                        None if old_sha == zero else old_sha,
+                        None if new_sha == zero else new_sha,
+                    )
                 )
-            )
+                index += 2
+            else:
+                current = changes.setdefault(token, [])
+                index += 1
         return changes
 
-    # -- plumbing --------------------------------------------------------------------------
+    def _blob_id(self, content: bytes) -> str:
+        """Git's blob id, computed here rather than asked of a process."""
+        algorithm = hashlib.sha1 if len(self._head) == 40 else hashlib.sha256
+        return algorithm(b"blob %d\0" % len(content) + content).hexdigest()
 
-    def _set_head(self, sha: str, tree: str | None = None) -> None:
-        self._head = sha
-        self._tree = tree or self._rev_parse(f"{sha}^{{tree}}")
+    def _cat_batch(self, object_ids: Iterable[str]) -> dict[str, bytes]:
+        wanted = list(dict.fromkeys(object_ids))
+        if not wanted:
+            return {}
+        output = self._git(["cat-file", "--batch"], input=("\n".join(wanted) + "\n").encode())
+        contents: dict[str, bytes] = {}
+        offset = 0
+        for object_id in wanted:
+            end = output.index(b"\n", offset)
+            header = output[offset:end].decode()
+            if header.endswith(" missing"):
+                raise GitError(f"object {object_id} is missing from {self._root}")
+            size = int(header.rsplit(" ", 1)[1])
+            contents[object_id] = output[end + 1 : end + 1 + size]
+            offset = end + 1 + size + 1
+        return contents
+
+    # -- plumbing --------------------------------------------------------------------------
 
     def _rev_parse(self, revision: str) -> str:
         return self._git(["rev-parse", "--verify", "--quiet", revision]).decode().strip()
@@ -648,32 +709,18 @@ class Workspace:
         raise GitUnreachableError(f"git {args[0]} from {self._remote} failed: {summary}")
 
 
-def _identity_env(author: tuple[str, str], now: datetime) -> dict[str, str]:
+def _identity_line(author: tuple[str, str], now: datetime) -> str:
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     name, email = author
-    date = f"@{int(now.timestamp())} +0000"
-    return {
-        "GIT_AUTHOR_NAME": name,
-        "GIT_AUTHOR_EMAIL": email,
-        "GIT_AUTHOR_DATE": date,
-        "GIT_COMMITTER_NAME": name,
-        "GIT_COMMITTER_EMAIL": email,
-        "GIT_COMMITTER_DATE": date,
-    }
+    return f"{name} <{email}> {int(now.timestamp())} +0000"
 
 
-def _identity_from_headers(headers: str) -> dict[str, str]:
-    """Author and committer of a commit being replayed, dates included: a replay is a copy."""
-    env: dict[str, str] = {}
+def _identities_from_headers(headers: str) -> dict[str, str]:
+    """Author and committer lines of a commit being replayed: a replay is a faithful copy."""
+    identities: dict[str, str] = {}
     for line in headers.splitlines():
         role, _, value = line.partition(" ")
-        if role not in ("author", "committer"):
-            continue
-        name_email, _, date = value.rpartition("> ")
-        name, _, email = name_email.partition(" <")
-        prefix = "GIT_AUTHOR" if role == "author" else "GIT_COMMITTER"
-        env[f"{prefix}_NAME"] = name
-        env[f"{prefix}_EMAIL"] = email
-        env[f"{prefix}_DATE"] = date
-    return env
+        if role in ("author", "committer"):
+            identities[role] = value
+    return identities

@@ -57,6 +57,8 @@ def test_reopen_fetches_and_discards_local_leftovers(remote: Path, tmp_path: Pat
     first = Workspace.open(remote, cache)
     first.commit({"README.md": b"unpushed engine edit\n"}, _message(), ENGINE, NOW)
     (cache / "stray.yaml").write_text("left by a killed pass\n")
+    (cache / ".git" / "index.lock").write_text("")  # as a SIGKILLed git leaves it
+    first.close()
     human = human_push(remote, tmp_path / "humans", {"README.md": "human edit\n"}, "Edit readme")
 
     again = Workspace.open(remote, cache)
@@ -97,6 +99,7 @@ def test_commit_writes_one_commit_with_author_time_and_message(
         NOW,
     )
     assert sha is not None and workspace.head() == sha
+    workspace.flush()  # the batch's commits reach the branch and the index
     root = workspace.root
     assert git(root, "rev-parse", f"{sha}^").strip() == parent
     assert git(root, "log", "-1", "--format=%an <%ae> %at|%cn %ct", sha).strip() == (
@@ -151,6 +154,7 @@ def test_inherited_git_variables_do_not_leak(
     workspace = Workspace.open(remote, tmp_path / "cache")
     sha = workspace.commit({"README.md": b"changed\n"}, _message(), ENGINE, NOW)
     assert sha is not None
+    workspace.flush()
     monkeypatch.delenv("GIT_DIR")
     monkeypatch.delenv("GIT_INDEX_FILE")
     assert git(workspace.root, "log", "-1", "--format=%an", sha).strip() == "policyengine"

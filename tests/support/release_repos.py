@@ -117,7 +117,8 @@ def modelmesh_candidate_files() -> dict[str, str]:
     return {
         path: text
         for path, text in example_files("modelmesh-canary").items()
-        if path in ("policy.yaml", "manifests/virtualservice.yaml", "manifests/inferenceservices.yaml")
+        if path
+        in ("policy.yaml", "manifests/virtualservice.yaml", "manifests/inferenceservices.yaml")
     }
 
 
