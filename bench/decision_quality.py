@@ -25,20 +25,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from policyengine.analysis.assessment import assess  # noqa: E402
-from policyengine.analysis.observations import (  # noqa: E402
+from policyengine.analysis.assessment import assess
+from policyengine.analysis.observations import (
     DataStatus,
     MetricObservation,
     Observations,
     WindowCounts,
     observation_key,
 )
-from policyengine.metrics.catalog import metrics_of  # noqa: E402
-from policyengine.policy.models import MetricTemplate, ReleasePolicy  # noqa: E402
-from policyengine.strategies.canary import decide  # noqa: E402
-from policyengine.strategies.decision import Decision, Phase, TrafficSplit  # noqa: E402
-from policyengine.strategies.release import apply  # noqa: E402
-from policyengine.strategies.status import ReleaseStatus  # noqa: E402
+from policyengine.metrics.catalog import metrics_of
+from policyengine.policy.models import MetricTemplate, ReleasePolicy
+from policyengine.strategies.canary import decide
+from policyengine.strategies.decision import Decision, Phase, TrafficSplit
+from policyengine.strategies.release import apply
+from policyengine.strategies.status import ReleaseStatus
 
 STEPS = (10, 20, 30, 40, 50)
 MINUTES_PER_STEP = 6
@@ -345,7 +345,9 @@ def run_engine(stream: TrafficStream) -> Result:
             traffic=error_windows,
         )
         now = START + minute * MINUTE
-        assessment = assess(policy, metrics, observations, status.split, status.step_started_at, now)
+        assessment = assess(
+            policy, metrics, observations, status.split, status.step_started_at, now
+        )
         outcome = decide(policy, status, assessment, now)
         if outcome.decision is Decision.ROLLBACK:
             return Result("rollback", minute)

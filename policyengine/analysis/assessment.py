@@ -222,9 +222,7 @@ def _assess_proportion(
             if (b := by_start.get(c.start)) is not None
         ]
         baseline_rate = _rate(sum(p[0] for p in pairs), sum(p[1] for p in pairs))
-        comparison = compare_proportions(
-            pairs, context.levels, _margin(objective, baseline_rate)
-        )
+        comparison = compare_proportions(pairs, context.levels, _margin(objective, baseline_rate))
         if comparison.windows == 0:
             reason = f"no data: no window where both {context.baseline} and {candidate} served"
             relative = _result(objective, candidate, Verdict.INCONCLUSIVE, reason, RELATIVE_CHECK)
@@ -452,7 +450,10 @@ def _assess_gauge(
         elif all(low <= v <= high for v in values):
             verdict, reason = Verdict.PASS, f"all recent values within {text}"
         else:
-            verdict, reason = Verdict.INCONCLUSIVE, f"mean {mean:.4g} within {text}, some values not"
+            verdict, reason = (
+                Verdict.INCONCLUSIVE,
+                f"mean {mean:.4g} within {text}, some values not",
+            )
         results.append(_result(objective, candidate, verdict, reason, RANGE_CHECK, evidence))
     return _ObjectiveOutcome(tuple(results), tuple(holds))
 
@@ -462,9 +463,7 @@ def _step_requests(
 ) -> dict[str, int]:
     latest = now - interval
     return {
-        version: round(
-            sum(w.total for w in windows if step_started_at <= w.start <= latest)
-        )
+        version: round(sum(w.total for w in windows if step_started_at <= w.start <= latest))
         for version, windows in observations.traffic.items()
     }
 

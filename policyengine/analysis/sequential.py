@@ -12,6 +12,10 @@ from dataclasses import dataclass
 # must not claim a variance of zero (the interval would collapse onto 0).
 _PSEUDO_EVENTS = 0.5
 
+# The margin test's alternative sits this fraction of the margin below the null (a candidate 0.3
+# margins worse than the baseline). A full margin (an equal candidate) decides fastest in the
+# median; 0.7 shortens the slow tail that decides whether most equal candidates are promoted
+# within the hour (docs/statistics.md, tuning).
 SPRT_STEP = 0.7
 
 
@@ -120,11 +124,13 @@ def compare_proportions(
     candidate that shows few events early must not also claim a small variance.
 
     With a non-inferiority `margin` m, the upper bound inverts Wald's SPRT of Δ ≥ Δ₀ against
-    Δ = Δ₀ − m (the likelihood ratio is a martingale under the null, so Ville's inequality makes
-    it always valid): U = Δ̂ + m/2 + ln(1/β)·V/(W²·m). It concentrates the power where a
-    promotion is decided — a candidate no worse than the baseline — instead of spreading it over
-    every effect size like the normal mixture. Windows where either version saw nothing carry no
-    information about the difference and are left out.
+    Δ = Δ₀ − d, d = SPRT_STEP·m (the likelihood ratio is a martingale under the null, so Ville's
+    inequality makes it always valid): U = Δ̂ + d/2 + ln(1/β)·V/(W²·d). It concentrates the power
+    where a promotion is decided — a candidate about as good as the baseline — instead of
+    spreading it over every effect size like the normal mixture.
+
+    Windows where either version saw nothing carry no information about the difference and are
+    left out.
     """
     score = weight = 0.0
     baseline_share = candidate_share = 0.0  # Σ w_k²/n_C and Σ w_k²/n_B

@@ -85,7 +85,6 @@ def run_demo(options: DemoOptions, echo: Echo) -> DemoResult:
         prepare_keep_folder(options.keep)
     work = Path(tempfile.mkdtemp(prefix="policyengine-demo-"))
     backend: FleetMetrics | None = None
-    repository: DemoRepository | None = None
     try:
         releases = demo_releases()
         checkout = options.keep.resolve() if options.keep else work / "checkout"

@@ -21,7 +21,13 @@ from policyengine.metrics.remote_write import RemoteWriteClient
 from policyengine.policy.models import Provider, ReleasePolicy
 from policyengine.reconciler import Engine, EngineSettings, PassResult, PolicyPlan
 from policyengine.sim.exposition import Exposition, expose
-from policyengine.sim.fleet import Fleet, FleetState, ModelProfile, VersionProfile
+from policyengine.sim.fleet import (
+    Fleet,
+    FleetState,
+    IntervalResult,
+    ModelProfile,
+    VersionProfile,
+)
 from policyengine.sim.manifests import split_in_manifest
 from policyengine.sim.writer import FleetWriter
 from policyengine.strategies.decision import Decision, TrafficSplit
@@ -179,6 +185,7 @@ class LiveRelease:
     traffic_at: Callable[[TrafficSplit], TrafficSplit] | None = None  # what the cluster serves
     other_splits: Mapping[str, TrafficSplit] = field(default_factory=dict)  # other models' traffic
     passes: list[tuple[datetime, PassResult]] = field(default_factory=list)
+    intervals: list[IntervalResult] = field(default_factory=list)  # what each minute served
 
     def __post_init__(self) -> None:
         self.providers: list[RecordingProvider] = []
@@ -229,7 +236,8 @@ class LiveRelease:
         current = self.fleet_at(self.minute) if self.fleet_at else self.fleet
         split = self.served_split()
         splits = {**self.other_splits, POLICY: split}
-        self.state, _ = current.advance(self.state, splits, self._rng)
+        self.state, served = current.advance(self.state, splits, self._rng)
+        self.intervals.append(served)
         self._writer.write(self.state)
         self.minute += 1
 

@@ -63,7 +63,9 @@ def _windows(minutes: int, events: float, total: float, first: int = 0) -> tuple
 def _proportion(
     baseline: tuple[WindowCounts, ...], candidate: tuple[WindowCounts, ...], **extra: Any
 ) -> MetricObservation:
-    return MetricObservation("errors", "proportion", DataStatus.OK, {"v1": baseline, "v2": candidate}, **extra)
+    return MetricObservation(
+        "errors", "proportion", DataStatus.OK, {"v1": baseline, "v2": candidate}, **extra
+    )
 
 
 def _assess(
@@ -80,7 +82,12 @@ def _assess(
         traffic=traffic if traffic is not None else dict(observation.windows),
     )
     return assess(
-        policy, metrics_of(policy)[1], observations, split, step_started_at, START + minutes * MINUTE
+        policy,
+        metrics_of(policy)[1],
+        observations,
+        split,
+        step_started_at,
+        START + minutes * MINUTE,
     )
 
 
@@ -240,7 +247,12 @@ def test_first_window_of_a_step_may_carry_the_old_split() -> None:
     traffic = {name: old[name] + new[name] for name in old}
     observation = _proportion(traffic["v1"], traffic["v2"])
     assessment = _assess(
-        _policy(ERRORS_RELATIVE), observation, 10, traffic=traffic, split=split, step_started_at=step
+        _policy(ERRORS_RELATIVE),
+        observation,
+        10,
+        traffic=traffic,
+        split=split,
+        step_started_at=step,
     )
     assert not assessment.hold_reasons
     assert assessment.samples == {"v1": 41000, "v2": 9000}
