@@ -7,10 +7,10 @@ doubles and varints — so no generated code is needed; the body is raw-snappy c
 from __future__ import annotations
 
 import struct
-from functools import lru_cache
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 import cramjam
 import requests

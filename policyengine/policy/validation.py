@@ -455,8 +455,8 @@ def _metric_problems(
         where = f"metric set {source.set!r}" + (" or templates" if source.templates else "")
     metrics.update(source.templates)
     problems = []
-    for name, template in source.templates.items():
-        for role, text in template.queries().items():
+    for name, custom in source.templates.items():
+        for role, text in custom.queries().items():
             try:
                 check_template(text)
             except InvalidPolicyError as error:
