@@ -366,6 +366,11 @@ class Engine:
             self._workspace.refresh()
         return self._workspace
 
+    @property
+    def pushes(self) -> int:
+        """`git push` commands run so far (the scale benchmark reports them per pass)."""
+        return self._workspace.pushes if self._workspace is not None else 0
+
     def _open_workspace(self) -> Workspace:
         credentials = self._credentials or GitCredentials.from_environment()
         cache = self.settings.cache_dir
