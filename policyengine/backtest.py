@@ -52,6 +52,12 @@ def parse_instant(text: str) -> datetime:
         ) from None
 
 
+def check_policy_key(text: str) -> str:
+    """`text` when it is a policy key, namespace/name. Raises ValueError."""
+    status_path(text)  # the same rule the status file's path follows
+    return text
+
+
 def replay_instants(start: datetime, end: datetime, step: timedelta) -> tuple[datetime, ...]:
     """start, start + step, ... up to end inclusive. Raises ValueError on an empty or huge range."""
     if step <= timedelta(0):
@@ -96,9 +102,6 @@ class Backtest:
     def moves(self) -> tuple[BacktestStep, ...]:
         """The instants whose decision a live engine would have committed."""
         return tuple(s for s in self.steps if s.plan.writes)
-
-    def first(self, decision: Decision) -> BacktestStep | None:
-        return next((s for s in self.steps if s.decision is decision), None)
 
 
 def run_backtest(
@@ -285,17 +288,28 @@ def backtest_text(result: Backtest) -> str:
             f"  — {outcome.reason}"
         )
         for row in evidence_rows(step.plan.assessment):
-            samples = f", n={row['samples']}" if row["samples"] != "0" else ""
-            baseline = f", baseline {row['baseline']}" if row["baseline"] != "–" else ""
             lines.append(
-                f"      {row['version']} {row['objective']} ({row['check']}): {row['verdict']}"
-                f" — estimate {row['estimate']} {row['interval']}{baseline}{samples}"
+                f"      {row['version']} {row['objective']} ({row['check']}): " + _numbers(row)
             )
     lines.append("* the decisions a live engine would have committed")
     lines.append(_summary(result))
     if result.stopped:
         lines.append(f"stopped early: {result.stopped}")
     return "\n".join(lines) + "\n"
+
+
+def _numbers(row: dict[str, str]) -> str:
+    """A verdict with its estimate, interval, baseline and samples; the reason when unmeasured."""
+    if row["estimate"] == "–":
+        return f"{row['verdict']} — {row['reason']}"
+    text = f"{row['verdict']} — estimate {row['estimate']}"
+    if row["interval"] != "–":
+        text += f" {row['interval']}"
+    if row["baseline"] != "–":
+        text += f", baseline {row['baseline']}"
+    if row["samples"] != "0":
+        text += f", n={row['samples']}"
+    return text
 
 
 def _summary(result: Backtest) -> str:

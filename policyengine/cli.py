@@ -17,7 +17,10 @@ import click
 
 from policyengine import __version__
 from policyengine.errors import PolicyEngineError
+from policyengine.gatekeeper import Gatekeeper, cluster_reader, forge_factory
+from policyengine.gitops.forges import FORGE_KINDS
 from policyengine.gitops.history import release_history, render_history_json, render_history_text
+from policyengine.gitops.pullrequests import FORGE_ENV, FORGE_REPO_ENV, FORGE_URL_ENV, WriteMode
 from policyengine.plan_output import plan_json, plan_markdown, plan_text
 from policyengine.policy.duration import parse_duration
 from policyengine.policy.loader import find_repository_root, load_tree
@@ -155,7 +158,51 @@ def engine_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-def _engine(repo: str, branch: str, cache_dir: Path | None, prometheus_url: str | None) -> Engine:
+def gate_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The forge (pull-request write-back) and the cluster (Argo CD sync gate)."""
+    options = [
+        click.option(
+            "--forge",
+            type=click.Choice(FORGE_KINDS),
+            envvar=FORGE_ENV,
+            help="Forge of the pull requests (writeBack.mode pullRequest) [env POLICYENGINE_FORGE].",
+        ),
+        click.option(
+            "--forge-url",
+            envvar=FORGE_URL_ENV,
+            help="Forge API base URL [default: the public service; env POLICYENGINE_FORGE_URL].",
+        ),
+        click.option(
+            "--forge-repo",
+            envvar=FORGE_REPO_ENV,
+            help="owner/name (GitLab: group/project) on the forge [env POLICYENGINE_FORGE_REPO]. "
+            "The token: POLICYENGINE_FORGE_TOKEN or POLICYENGINE_FORGE_TOKEN_FILE.",
+        ),
+        click.option(
+            "--kubeconfig",
+            envvar="POLICYENGINE_KUBECONFIG",
+            type=click.Path(dir_okay=False),
+            help="Read Argo CD Applications with this kubeconfig (enables the sync gate).",
+        ),
+        click.option(
+            "--in-cluster",
+            is_flag=True,
+            envvar="POLICYENGINE_IN_CLUSTER",
+            help="Read Argo CD Applications with the pod's service account (enables the gate).",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _engine(
+    repo: str,
+    branch: str,
+    cache_dir: Path | None,
+    prometheus_url: str | None,
+    gate: dict[str, Any] | None = None,
+) -> Engine:
     remote = _repo_argument(repo)
     settings = EngineSettings(
         repo=remote,
@@ -167,7 +214,16 @@ def _engine(repo: str, branch: str, cache_dir: Path | None, prometheus_url: str 
             os.environ.get("POLICYENGINE_AUTHOR_EMAIL", "policyengine@users.noreply.local"),
         ),
     )
-    return Engine(settings)
+    if gate is None:
+        return Engine(settings)
+    gatekeeper = Gatekeeper(
+        base_branch=branch,
+        write=WriteMode(gate["write"]) if gate.get("write") else None,
+        forge=forge_factory(gate["forge"], gate["forge_url"], gate["forge_repo"]),
+        cluster=cluster_reader(gate["kubeconfig"], gate["in_cluster"]),
+        author=settings.author,
+    )
+    return Engine(settings, gatekeeper=gatekeeper)
 
 
 def _echo_problems(plan: PassPlan) -> None:
@@ -182,6 +238,7 @@ def _echo_problems(plan: PassPlan) -> None:
 
 @main.command()
 @engine_options
+@gate_options
 @click.option(
     "--output",
     type=click.Choice(["text", "markdown", "json"]),
@@ -195,10 +252,11 @@ def plan(
     prometheus_url: str | None,
     now_text: str | None,
     output: str,
+    **gate: Any,
 ) -> None:
     """Dry run: each policy's decision and the diff it would commit. Writes nothing."""
     now = _parse_now(now_text)
-    pass_plan = _engine(repo, branch, cache_dir, prometheus_url).plan(now)
+    pass_plan = _engine(repo, branch, cache_dir, prometheus_url, gate).plan(now)
     render = {"text": plan_text, "markdown": plan_markdown, "json": plan_json}[output]
     click.echo(render(pass_plan), nl=False)
     _echo_problems(pass_plan)
@@ -207,6 +265,12 @@ def plan(
 
 @main.command()
 @engine_options
+@gate_options
+@click.option(
+    "--write",
+    type=click.Choice([mode.value for mode in WriteMode]),
+    help="Override every policy's writeBack.mode: commit to the branch, or pull-request.",
+)
 @click.option("--once", is_flag=True, help="Run one pass and exit with its status.")
 @click.option(
     "--interval",
@@ -221,11 +285,12 @@ def reconcile(
     now_text: str | None,
     once: bool,
     interval_text: str | None,
+    **gate: Any,
 ) -> None:
     """Decide every policy and write the decisions to Git (one commit each, one push)."""
     if once == (interval_text is not None):
         raise click.UsageError("give exactly one of --once and --interval")
-    engine = _engine(repo, branch, cache_dir, prometheus_url)
+    engine = _engine(repo, branch, cache_dir, prometheus_url, gate)
     if once:
         result = engine.reconcile_once(_parse_now(now_text))
         _report_pass(result)
@@ -266,6 +331,8 @@ def _report_pass(result: PassResult) -> None:
         click.echo(f"pushed {len(result.commits)} commit(s) to the remote")
     for key in result.yielded:
         click.echo(f"{key}: yielded to a human commit on the same lines; re-planning next pass")
+    for proposal in result.proposals:
+        click.echo(proposal.line(), err=bool(proposal.exit_code))
     _echo_problems(result.plan)
 
 
@@ -391,11 +458,13 @@ def backtest(
         backtest_json,
         backtest_repository,
         backtest_text,
+        check_policy_key,
         parse_instant,
         replay_instants,
     )
 
     try:
+        check_policy_key(policy)
         start, end = parse_instant(from_text), parse_instant(to_text)
         step = parse_duration(step_text)
         instants = replay_instants(start, end, step)

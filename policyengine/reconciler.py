@@ -15,26 +15,33 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from policyengine.analysis.assessment import assess
 from policyengine.analysis.observations import DataStatus, Observations
 from policyengine.analysis.verdict import NO_OBJECTIVES, Assessment
+from policyengine.cache import DocumentCache
 from policyengine.documents import find_document, load_documents
 from policyengine.errors import GitError, GitUnreachableError, PolicyEngineError
+from policyengine.gating import OPEN_GATE, PolicyGate, gated_outcome, gated_status
 from policyengine.gitops.commits import engine_commit_message
 from policyengine.gitops.repo import GitCredentials, Workspace
-from policyengine.gitops.status import dump_status, parse_status, status_path
+from policyengine.gitops.status import dump_status, status_path
 from policyengine.metrics.catalog import metrics_of
-from policyengine.metrics.collector import MetricNeed, collect, needs_of
+from policyengine.metrics.collector import MetricNeed, needs_of
+from policyengine.metrics.fanout import collect_indexed
 from policyengine.metrics.prometheus import PrometheusProvider
 from policyengine.metrics.provider import MetricsProvider
-from policyengine.policy.loader import LoadedPolicy, PolicyIssue, load_tree
+from policyengine.policy.loader import LoadedPolicy, PolicyIssue
 from policyengine.policy.models import ManifestRef, MetricSet, Provider, ReleasePolicy
-from policyengine.policy.validation import check_repository
 from policyengine.report import evidence_markdown
 from policyengine.routers import router_for
 from policyengine.strategies import Decision, Outcome, Phase, TrafficSplit, apply, begin, decide
 from policyengine.strategies.status import ReleaseStatus
+
+if TYPE_CHECKING:
+    from policyengine.gatekeeper import Gatekeeper
+    from policyengine.gitops.pullrequests import ProposalReport
 
 log = logging.getLogger("policyengine")
 
@@ -115,20 +122,29 @@ def plan_pass(
     now: datetime,
     head: str = "",
     load_errors: Sequence[PolicyIssue] = (),
+    gates: Mapping[str, PolicyGate] | None = None,
+    cache: DocumentCache | None = None,
 ) -> PassPlan:
-    """Decide every policy as of `now` from the files under `root`; writes nothing."""
+    """Decide every policy as of `now` from the files under `root`; writes nothing.
+
+    `gates`: what Argo CD and the forge said per policy (gatekeeper.py), applied before deciding.
+    `cache`: documents parsed in earlier passes (the engine's); without it every file is read.
+    """
+    cache = cache or DocumentCache()
+    gates = gates or {}
     manifests = ManifestTexts(root)
     observed: dict[str, tuple[ReleaseStatus, TrafficSplit]] = {}
     failures: dict[str, PolicyPlan] = {}
     for item in loaded:
         try:
-            current = _read_split(item, manifests)
-            previous = _read_status(root, item.policy.key)
-            observed[item.key] = (begin(item.policy, previous, current, now), current)
+            current = _read_split(item, manifests, cache)
+            previous = cache.status(root, status_path(item.policy.key))
+            status = begin(item.policy, previous, current, now)
+            observed[item.key] = (gated_status(status, gates.get(item.key, OPEN_GATE)), current)
         except PolicyEngineError as error:
             failures[item.key] = PolicyPlan(item.key, item.path, error=str(error))
 
-    observations = _observe(loaded, observed, metric_sets, provider_for, now)
+    observations = _observe(loaded, observed, metric_sets, provider_for, now, gates)
 
     plans: list[PolicyPlan] = []
     for item in loaded:
@@ -139,7 +155,14 @@ def plan_pass(
         try:
             plans.append(
                 _plan_policy(
-                    item, status, current, observations.get(item.key), metric_sets, manifests, now
+                    item,
+                    status,
+                    current,
+                    observations.get(item.key),
+                    metric_sets,
+                    manifests,
+                    now,
+                    gates.get(item.key, OPEN_GATE),
                 )
             )
         except PolicyEngineError as error:
@@ -160,14 +183,16 @@ def manifest_path(item: LoadedPolicy, ref: ManifestRef, repo_root: Path) -> str:
     return Path(os.path.relpath(absolute, os.path.abspath(repo_root))).as_posix()
 
 
-def _read_split(item: LoadedPolicy, manifests: ManifestTexts) -> TrafficSplit:
+def _read_split(item: LoadedPolicy, manifests: ManifestTexts, cache: DocumentCache) -> TrafficSplit:
     policy = item.policy
     router = router_for(policy.spec.target.router)
     first = policy.spec.target.manifests[0]
     path = manifest_path(item, first, manifests.root)
-    file = load_documents(manifests.get(path), path)
-    document = find_document(file, first.kind or router.kind, first.name)
-    split = router.read(document, policy)
+    kind = first.kind or router.kind
+    split = cache.read_split(path, lambda: manifests.get(path), router, kind, first.name, policy)
+    if split is None:  # the round trip names the problem (or reads what libyaml could not)
+        file = load_documents(manifests.get(path), path)
+        split = router.read(find_document(file, kind, first.name), policy)
     # Plain values: a router may hand back ruamel scalars, which the status file cannot hold.
     return TrafficSplit(
         tuple((str(name), int(weight)) for name, weight in split.weights),
@@ -176,19 +201,13 @@ def _read_split(item: LoadedPolicy, manifests: ManifestTexts) -> TrafficSplit:
     )
 
 
-def _read_status(root: Path, key: str) -> ReleaseStatus | None:
-    path = root / status_path(key)
-    if not path.exists():
-        return None
-    return parse_status(path.read_text(encoding="utf-8"))
-
-
 def _observe(
     loaded: Sequence[LoadedPolicy],
     observed: Mapping[str, tuple[ReleaseStatus, TrafficSplit]],
     metric_sets: Mapping[str, MetricSet],
     provider_for: ProviderFactory,
     now: datetime,
+    gates: Mapping[str, PolicyGate],
 ) -> dict[str, Observations]:
     """Metrics of every policy that is releasing, batched: one query per template per provider."""
     needs_by_provider: dict[str, tuple[MetricsProvider, list[MetricNeed]]] = {}
@@ -198,6 +217,8 @@ def _observe(
         status, _ = observed[item.key]
         if status.phase is not Phase.PROGRESSING or item.policy.spec.paused:
             continue
+        if not gates.get(item.key, OPEN_GATE).measures(status):
+            continue  # the metrics would describe a split that is not live yet
         metric_set, metrics = metrics_of(item.policy, metric_sets)
         needs = needs_of(item.policy, metric_set, metrics, since=status.release_started_at)
         if not needs:
@@ -207,7 +228,7 @@ def _observe(
         bucket.extend(needs)
     observations: dict[str, Observations] = {}
     for provider, needs in needs_by_provider.values():
-        observations.update(collect(provider, needs, now))
+        observations.update(collect_indexed(provider, needs, now))
     return observations
 
 
@@ -219,11 +240,18 @@ def _plan_policy(
     metric_sets: Mapping[str, MetricSet],
     manifests: ManifestTexts,
     now: datetime,
+    gate: PolicyGate = OPEN_GATE,
 ) -> PolicyPlan:
     policy = item.policy
     assessment = NO_OBJECTIVES
-    unreachable = None
-    if policy.spec.objectives and status.phase is Phase.PROGRESSING and not policy.spec.paused:
+    unreachable = gate.unreachable
+    measured = gate.measures(status)
+    if (
+        policy.spec.objectives
+        and status.phase is Phase.PROGRESSING
+        and not policy.spec.paused
+        and measured
+    ):
         _, metrics = metrics_of(policy, metric_sets)
         observations = observations or Observations(
             traffic_status=DataStatus.NO_DATA, message="no metrics were collected"
@@ -231,7 +259,12 @@ def _plan_policy(
         assessment = assess(policy, metrics, observations, current, status.step_started_at, now)
         if _is_unreachable(observations):
             unreachable = observations.message
-    if status.phase is Phase.PROGRESSING and status.step >= 0 and not current.same_as(status.split):
+    gated = gated_outcome(policy, status, gate)
+    if gated is not None:
+        outcome = gated
+    elif (
+        status.phase is Phase.PROGRESSING and status.step >= 0 and not current.same_as(status.split)
+    ):
         outcome = Outcome(
             Decision.HOLD,
             f"the manifests say {current.trailer()} but the engine last wrote {status.split.trailer()}: "
@@ -336,10 +369,12 @@ class PassResult:
     commits: tuple[str, ...] = ()
     pushed: bool = False
     yielded: tuple[str, ...] = ()  # policies whose change yielded to a human commit
+    proposals: tuple[ProposalReport, ...] = ()  # pull requests opened or updated
 
     @property
     def exit_code(self) -> int:
-        return self.plan.exit_code
+        failed = [p.exit_code for p in self.proposals if p.exit_code]
+        return 3 if 3 in failed else max([self.plan.exit_code, *failed])
 
 
 class Engine:
@@ -350,12 +385,15 @@ class Engine:
         settings: EngineSettings,
         provider_factory: Callable[[ReleasePolicy, str | None], MetricsProvider] | None = None,
         credentials: GitCredentials | None = None,
+        gatekeeper: Gatekeeper | None = None,  # pull requests and the Argo CD gate; None: neither
     ) -> None:
         self.settings = settings
         self._credentials = credentials
+        self._gatekeeper = gatekeeper
         self._provider_factory = provider_factory or _prometheus_provider
         self._providers: dict[tuple[str | None, str], MetricsProvider] = {}
         self._workspace: Workspace | None = None
+        self._documents = DocumentCache()  # parsed files by blob id, reused pass after pass
 
     @property
     def workspace(self) -> Workspace:
@@ -411,7 +449,8 @@ class Engine:
 
     def _plan_on(self, workspace: Workspace, now: datetime) -> PassPlan:
         root = workspace.root
-        report = check_repository(load_tree([root], root), root)
+        report = self._documents.validated(root, workspace.tree_entries())
+        gatekeeper = self._gatekeeper
         return plan_pass(
             root,
             report.policies,
@@ -420,6 +459,8 @@ class Engine:
             now,
             head=workspace.head(),
             load_errors=report.errors,
+            gates=gatekeeper.gates(workspace, report.policies, now) if gatekeeper else None,
+            cache=self._documents,
         )
 
     def reconcile_once(self, now: datetime) -> PassResult:
@@ -428,7 +469,7 @@ class Engine:
         plan = self._plan_on(workspace, now)
         commits: list[str] = []
         for policy_plan in plan.policies:
-            if not policy_plan.writes:
+            if not policy_plan.writes or self._proposes(policy_plan):
                 continue
             sha = workspace.commit(
                 {path: text.encode("utf-8") for path, text in policy_plan.changes.items()},
@@ -439,7 +480,7 @@ class Engine:
             if sha is not None:
                 commits.append(sha)
         if not commits:
-            return PassResult(plan)
+            return PassResult(plan, proposals=self._propose(workspace, plan, now))
         pushed = workspace.push(self.settings.push_attempts)
         for dropped in pushed.dropped:
             log.warning(
@@ -452,7 +493,17 @@ class Engine:
             commits=pushed.commits,
             pushed=pushed.pushed,
             yielded=pushed.dropped_policies,
+            proposals=self._propose(workspace, plan, now),
         )
+
+    def _proposes(self, policy_plan: PolicyPlan) -> bool:
+        return self._gatekeeper is not None and self._gatekeeper.proposes(policy_plan.key)
+
+    def _propose(
+        self, workspace: Workspace, plan: PassPlan, now: datetime
+    ) -> tuple[ProposalReport, ...]:
+        """Pull requests go after the push: they build on the branch's new head."""
+        return self._gatekeeper.propose(workspace, plan, now) if self._gatekeeper else ()
 
 
 def _prometheus_provider(policy: ReleasePolicy, url_override: str | None) -> MetricsProvider:

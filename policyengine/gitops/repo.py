@@ -295,6 +295,15 @@ class Workspace:
             args += ["--", *(_validated_path(p.rstrip("/")) for p in selected)]
         return {entry.path: entry.sha for entry in self._ls_tree_entries(args)}
 
+    def tree_entries(self) -> dict[str, tuple[str, str]]:
+        """(mode, blob id) of every file at HEAD, by path: one `ls-tree` for the whole tree.
+
+        The modes tell regular files from symbolic links, whose blob is the link's target.
+        """
+        self.flush()
+        args = ["ls-tree", "-r", "-z", "--full-tree", self._head]
+        return {entry.path: (entry.mode, entry.sha) for entry in self._ls_tree_entries(args)}
+
     def read_blobs(self, blob_ids: Iterable[str]) -> dict[str, bytes]:
         """Contents of many blobs through one `git cat-file --batch`."""
         self.flush()

@@ -40,6 +40,7 @@ __all__ = [
     "find_repository_root",
     "load_file",
     "load_tree",
+    "merge_loads",
     "parse_field",
     "policy_files",
 ]
@@ -499,11 +500,18 @@ def load_tree(
 ) -> LoadResult:
     """Every ReleasePolicy and MetricSet under `paths` (files or folders), with every error."""
     files = policy_files(paths)
+    return merge_loads([load_file(file, repo_root, max_bytes) for file in files])
+
+
+def merge_loads(loads: Sequence[FileLoad]) -> LoadResult:
+    """The loads of many files as one result, in their order; metric sets defined twice are errors.
+
+    The engine keeps each file's `FileLoad` between passes (by Git blob id) and merges them here.
+    """
     policies: list[LoadedPolicy] = []
     metric_sets: dict[str, LoadedMetricSet] = {}
     errors: list[PolicyIssue] = []
-    for file in files:
-        loaded = load_file(file, repo_root, max_bytes)
+    for loaded in loads:
         errors += loaded.errors
         policies += loaded.policies
         for metric_set in loaded.metric_sets:
@@ -521,7 +529,7 @@ def load_tree(
                         where, f"metric set {name} is also defined at {metric_set.where(where)}"
                     )
                 )
-    return LoadResult(policies, metric_sets, errors, len(files))
+    return LoadResult(policies, metric_sets, errors, len(loads))
 
 
 def find_repository_root(path: Path) -> Path:

@@ -68,8 +68,8 @@ def repo(tmp_path: Path) -> ReleaseRepo:
     return release_repo(tmp_path / "repo", POLICY_TEXT)
 
 
-def backtest(*args: str) -> Result:
-    return CliRunner().invoke(main, ["backtest", POLICY, *args], catch_exceptions=False)
+def backtest(*args: str, policy: str = POLICY) -> Result:
+    return CliRunner().invoke(main, ["backtest", policy, *args], catch_exceptions=False)
 
 
 def replay(repo: str, prometheus: str, *extra: str, end: int = 20) -> Result:
@@ -148,7 +148,9 @@ def test_the_text_replay_of_a_working_tree_and_of_an_uncommitted_policy_edit(
         f"{head[:10]} (nothing is written)"
     )
     assert lines[1].startswith(f"{rfc3339(T0)} * advance  v1=90,v2=10  — release started")
-    [rollback] = [i for i, line in enumerate(lines) if " rollback " in line]
+    [rollback] = [
+        i for i, line in enumerate(lines) if line.startswith(f"{rfc3339(T0 + 8 * MINUTE)} ")
+    ]
     assert lines[rollback].startswith(
         f"{rfc3339(T0 + 8 * MINUTE)} * rollback v1=100,v2=0  — objective failed: error-rate on v2"
     )
@@ -236,6 +238,12 @@ def test_bad_arguments_are_usage_errors(
     result = backtest(*args)
     assert result.exit_code == exit_code, result.output
     assert message in result.output
+
+
+def test_a_policy_argument_that_is_not_namespace_slash_name_is_a_usage_error() -> None:
+    result = backtest("--from", "0", "--to", "60", policy="fraud-detector")
+    assert result.exit_code == 2, result.output
+    assert "not a policy key <namespace>/<name>" in result.output
 
 
 def test_an_unknown_policy_is_invalid_input(repo: ReleaseRepo) -> None:
