@@ -381,6 +381,9 @@ def _lower_bound_verdict(
     return _result(objective, candidate, Verdict.INCONCLUSIVE, reason, check, evidence)
 
 
+GAUGE_RECENT_WINDOWS = 3
+
+
 def _recent(points: tuple[GaugePoint, ...], context: _Context) -> list[GaugePoint]:
     """The gauge values of the current step; the latest one before it when the step has none."""
     seen = [p for p in points if p.at <= context.now]
@@ -445,7 +448,17 @@ def _assess_gauge(
         )
         text = f"[{objective.min if objective.min is not None else '-inf'}, "
         text += f"{objective.max if objective.max is not None else '+inf'}]"
-        if not low <= mean <= high:
+        # A drift must not hide behind the fair values earlier in the step: the latest few
+        # windows decide a breach (each gauge value already summarises a batch of predictions).
+        cut = context.now - GAUGE_RECENT_WINDOWS * context.interval
+        latest = [p.value for p in recent if p.at > cut] or [recent[-1].value]
+        latest_mean = math.fsum(latest) / len(latest)
+        if not low <= latest_mean <= high:
+            verdict, reason = (
+                Verdict.FAIL,
+                f"mean of the last {len(latest)} value(s) {latest_mean:.4g} outside {text}",
+            )
+        elif not low <= mean <= high:
             verdict, reason = Verdict.FAIL, f"mean {mean:.4g} outside {text}"
         elif all(low <= v <= high for v in values):
             verdict, reason = Verdict.PASS, f"all recent values within {text}"

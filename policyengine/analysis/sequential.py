@@ -172,6 +172,10 @@ def compare_proportions(
             above = one_sided_boundary(variance, levels.upper_rho, levels.upper_alpha)
             upper = min(upper, (score + above) / weight)
     estimate = score / weight if weight > 0 else 0.0
+    if lower > upper:
+        # The running intersection can only empty when Δ changed during the release (a regression
+        # that started mid-way): the harm side is the news, so the interval collapses onto it.
+        upper = lower
     return StratifiedComparison(
         score=score,
         weight=weight,

@@ -19,6 +19,7 @@ from policyengine.analysis.observations import (
     Observations,
     WindowCounts,
 )
+from policyengine.analysis.observations import observation_key as observation_key
 from policyengine.errors import PolicyEngineError
 from policyengine.metrics import promql
 from policyengine.metrics.provider import MetricsProvider, QueryResult, Series
@@ -89,11 +90,6 @@ class QueryPlan:
 
 
 _NOT_QUERIED = QueryResult(DataStatus.QUERY_ERROR, message="no result for this query in the pass")
-
-
-def observation_key(metric: str, threshold: float | None = None) -> str:
-    """Key of a metric in Observations.metrics: the name, plus `@T` for a latency threshold."""
-    return metric if threshold is None else f"{metric}@{threshold:g}"
 
 
 def needs_of(
