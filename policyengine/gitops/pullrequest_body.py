@@ -64,13 +64,22 @@ def weights_of(trailer: str) -> dict[str, int]:
 
 
 def key_metric(evidence: str) -> str | None:
-    """The first objective row of an evidence table as "objective version = estimate"."""
+    """The first estimate of an evidence table as "objective version = estimate".
+
+    Columns are found by the table's header, so a column added to the report does not shift them.
+    """
+    columns: list[str] | None = None
     for line in evidence.splitlines():
-        if not line.startswith("| ") or line.startswith("| version |"):
+        if not line.startswith("| "):
             continue
-        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
-        if len(cells) >= 4 and cells[3] not in ("", "–"):
-            return f"{cells[1]} {cells[0]} = {cells[3]}"
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        if columns is None:
+            columns = cells
+            continue
+        row = dict(zip(columns, cells, strict=False))
+        estimate = row.get("estimate", "")
+        if estimate not in ("", "–") and "version" in row and "objective" in row:
+            return f"{row['objective']} {row['version']} = {estimate}"
     return None
 
 

@@ -118,8 +118,9 @@ def needs_of(
             policy_key=policy.key,
             metric_name=metric,
             template=template,
-            version_label=version_label,
-            namespace_label=namespace_label,
+            # A metric from another exporter (TrustyAI beside ModelMesh) names versions its way.
+            version_label=template.version_label or version_label,
+            namespace_label=template.namespace_label if template.version_label else namespace_label,
             namespace=policy.metadata.namespace,
             model=source.model if source else None,
             versions=versions,

@@ -395,6 +395,19 @@ class MetricTemplate(Model):
     )
     query: str | None = Field(default=None, description="gauge: PromQL of the value per version.")
     unit: str | None = Field(default=None, description="Unit of the value (ms, s, ratio).")
+    version_label: str | None = Field(
+        default=None,
+        pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        description=(
+            "This metric's own version label, when it differs from the set's (e.g. TrustyAI's "
+            "`model` beside ModelMesh's `vModelId` in one policy)."
+        ),
+    )
+    namespace_label: str | None = Field(
+        default=None,
+        pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        description="With versionLabel: this metric's namespace label, if it has one.",
+    )
 
     @model_validator(mode="after")
     def _queries_match_type(self) -> MetricTemplate:

@@ -96,8 +96,8 @@ def test_a_step_starts_when_argo_cd_has_synced_it_not_when_it_was_committed(
     assert f"{POLICY}: hold" in held.output and "held 7m of 10m" in held.output, held.output
     assert release.engine_commits(since=first) == []
     release.reconcile(18)
-    [second] = release.engine_commits(since=first)
-    assert trailers_of(release.repo.log()[-1].message)["Weights"] == "v1=80,v2=20"
+    [second] = release.repo.engine_commits(since=first)
+    assert trailers_of(second.message)["Weights"] == "v1=80,v2=20"
 
     # A person pushes on top: Argo CD reports that later commit, which carries the engine's.
     later = release.repo.human_push({"README.md": "notes\n"}, "docs")

@@ -325,3 +325,28 @@ def test_needs_of_a_policy() -> None:
     assert first.version_label == "vModelId" and first.interval == timedelta(seconds=30)
     assert first.policy_key == "team/fraud"
     assert len(plan_queries(needs, at(10)).queries) == 3
+
+
+def test_a_metric_with_its_own_version_label_is_selected_and_grouped_by_it() -> None:
+    """TrustyAI's SPD names versions by `model`, ModelMesh by `vModelId`: one policy uses both."""
+    spd = SPD.model_copy(update={"version_label": "model"})
+    spec = {
+        **POLICY["spec"],  # type: ignore[dict-item]
+        "objectives": [
+            {"metric": "error-rate", "maxIncrease": 0.001},
+            {"metric": "spd", "min": -0.1, "max": 0.1},
+        ],
+        "metrics": {"set": "modelmesh", "templates": {"spd": spd.model_dump(by_alias=True)}},
+    }
+    policy = ReleasePolicy.model_validate({**POLICY, "spec": spec})
+    metric_set = builtin_metric_sets()["modelmesh"]
+    metrics = {**metric_set.spec.metrics, "spd": spd}
+    needs = {
+        n.observation_key: n for n in needs_of(policy, metric_set, metrics, T0) if not n.traffic
+    }
+    assert needs["error-rate"].version_label == "vModelId"
+    assert needs["spd"].version_label == "model"
+    spd_query = next(
+        q.promql for q in plan_queries([needs["spd"]], at(10)).queries if "trustyai_spd" in q.promql
+    )
+    assert 'model=~"fraud-v1|v2"' in spd_query and "vModelId" not in spd_query
