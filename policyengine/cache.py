@@ -168,6 +168,10 @@ class DocumentCache:
         self._report: tuple[Hashable, ValidationReport] | None = None
         self._manifests: dict[str, tuple[Any, ...] | None] = {}
         self._statuses: dict[str, ReleaseStatus] = {}
+        # (manifest blob, kind, name, id of the policy) -> (that policy, the split it read)
+        self._splits: dict[
+            tuple[str, str | None, str | None, int], tuple[ReleasePolicy, TrafficSplit]
+        ] = {}
 
     # -- policies ------------------------------------------------------------------------------
 
@@ -214,6 +218,14 @@ class DocumentCache:
         present = {blob for _, blob in entries.values()}
         self._manifests = {b: d for b, d in self._manifests.items() if b in present}
         self._statuses = {b: s for b, s in self._statuses.items() if b in present}
+        policies = (
+            {id(p.policy): p.policy for p in self._report[1].policies} if self._report else {}
+        )
+        self._splits = {
+            key: value
+            for key, value in self._splits.items()
+            if key[0] in present and policies.get(key[3]) is value[0]
+        }
 
     # -- manifests and status files -------------------------------------------------------------
 
@@ -244,6 +256,11 @@ class DocumentCache:
     ) -> TrafficSplit | None:
         """The split the router reads, from the fast documents; None when only the round-trip
         path can tell (a document not found, a route the router refuses): it reports the error."""
+        blob = self._blob(path)
+        key = (blob, kind, name, id(policy)) if blob is not None else None
+        known = self._splits.get(key) if key is not None else None
+        if known is not None and known[0] is policy:  # the same parsed policy, not a reused id
+            return known[1]
         documents = self.manifest_documents(path, read_text)
         if documents is None:
             return None
@@ -251,9 +268,12 @@ class DocumentCache:
         if document is None:
             return None
         try:
-            return router.read(document, policy)
+            split = router.read(document, policy)
         except (RenderError, AttributeError, TypeError, KeyError):
             return None
+        if key is not None:
+            self._splits[key] = (policy, split)
+        return split
 
     def status(self, root: Path, path: str) -> ReleaseStatus | None:
         """The release status committed at `path`, None when there is none."""

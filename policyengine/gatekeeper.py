@@ -187,9 +187,3 @@ def _recorded_status(workspace: Workspace, policy_key: str) -> ReleaseStatus | N
         return parse_status(path.read_text(encoding="utf-8"))
     except PolicyEngineError:
         return None
-
-
-def proposal_exit_code(reports: Sequence[ProposalReport]) -> int:
-    """3 when a dependency was unreachable, 1 when a proposal failed otherwise, else 0."""
-    codes = {report.exit_code for report in reports}
-    return 3 if 3 in codes else (1 if codes - {0} else 0)

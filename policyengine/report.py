@@ -42,9 +42,10 @@ def evidence_markdown(assessment: Assessment) -> str:
     lines: list[str] = []
     if assessment.results:
         lines.append(
-            "| version | objective | verdict | estimate | interval | baseline | samples | test |"
+            "| version | objective | check | verdict | estimate | interval | baseline | samples "
+            "| test |"
         )
-        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
         for result in assessment.results:
             evidence = result.evidence
             samples = str(evidence.samples)
@@ -57,6 +58,7 @@ def evidence_markdown(assessment: Assessment) -> str:
                     for cell in (
                         result.version,
                         result.objective,
+                        result.check or "–",
                         _VERDICT_MARK.get(str(result.verdict), str(result.verdict)),
                         _number(evidence.estimate),
                         _interval(result),

@@ -10,13 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from policyengine.analysis.observations import DataStatus, Observations
-from policyengine.metrics.collector import (
-    MetricNeed,
-    QueryKey,
-    observations_from,
-    plan_queries,
-    query_key,
-)
+from policyengine.metrics.collector import MetricNeed, QueryKey, observations_from, plan_queries
 from policyengine.metrics.provider import MetricsProvider, QueryResult, Series
 
 
@@ -52,13 +46,13 @@ def collect_indexed(
     observations: dict[str, Observations] = {}
     for policy_needs in needs_by_policy.values():
         values = dict.fromkeys(v for need in policy_needs for v in need.versions.values())
-        narrowed: dict[QueryKey, QueryResult] = {}
-        for need in policy_needs:
-            for role in need.roles():
-                key = query_key(need, role)
-                if key in narrowed or key not in results:
-                    continue
-                own = tuple(s for value in values for s in by_value[key].get(value, ()))
-                narrowed[key] = replace(results[key], series=own)
+        # Every key of the pass, narrowed: the pass has a handful, and a policy's own keys would
+        # cost a query_key per need and role to find.
+        narrowed = {
+            key: replace(
+                result, series=tuple(s for value in values for s in by_value[key].get(value, ()))
+            )
+            for key, result in results.items()
+        }
         observations.update(observations_from(policy_needs, narrowed))
     return observations

@@ -252,12 +252,14 @@ def config_root(path: Path, repo_root: Path) -> Path:
 
     Lets one repository carry several config repositories (examples/*), each with its own root.
     """
-    root = repo_root.absolute()
-    folder = path.absolute().parent
-    while folder.is_relative_to(root) and folder != root:
-        if (folder / CONFIG_ROOT_MARKER).exists():
-            return folder
-        folder = folder.parent
+    # Strings rather than Paths: a cold pass asks this for every YAML file of a large repository.
+    root = str(repo_root.absolute())
+    inside = root.rstrip("/") + "/"
+    folder = str(path.absolute().parent)
+    while folder != root and folder.startswith(inside):
+        if os.path.exists(os.path.join(folder, CONFIG_ROOT_MARKER)):
+            return Path(folder)
+        folder = os.path.dirname(folder)
     return repo_root
 
 
@@ -297,10 +299,16 @@ def load_file(path: Path, repo_root: Path, max_bytes: int = MAX_FILE_BYTES) -> F
     loader = _StrictLoader(text)
     seen_content = False
     doc_index = 0
+    # Without aliases a foreign document (a manifest) needs no Python objects: its node says so.
+    aliases_possible = "*" in text
     try:
         while loader.check_node():
             node = loader.get_node()
             assert node is not None  # check_node said there is one
+            if not aliases_possible and _is_foreign(node):
+                seen_content = True
+                doc_index += 1
+                continue
             loader.alias_uses = 0
             loader.duplicate_keys = []
             data = loader.construct_document(node)
@@ -333,6 +341,34 @@ def load_file(path: Path, repo_root: Path, max_bytes: int = MAX_FILE_BYTES) -> F
     if not seen_content:
         errors.append(PolicyIssue(display, 1, 1, "", "empty file: no YAML document in it"))
     return FileLoad(display, tuple(documents), tuple(errors))
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _is_foreign(node: yaml.Node) -> bool:
+    """Whether a mapping's plain `kind` and `apiVersion` make it certainly not a policy document.
+
+    Anything less plain (a merge key, a tagged or non-scalar value) is left to the full path.
+    """
+    if not isinstance(node, yaml.MappingNode):
+        return False
+    found: dict[str, str] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR_TAG:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                return False
+            continue
+        if key_node.value in ("kind", "apiVersion"):
+            if not isinstance(value_node, yaml.ScalarNode) or value_node.tag != _STR_TAG:
+                return False
+            found[key_node.value] = value_node.value
+        elif key_node.value == "<<":
+            return False
+    kind, api_version = found.get("kind"), found.get("apiVersion")
+    if kind in POLICY_KINDS:
+        return False
+    return not (api_version is not None and api_version.startswith(POLICY_API_GROUP))
 
 
 def _document(

@@ -43,7 +43,9 @@ from tests.support.release_repos import ReleaseRepo, rfc3339, trailers_of
 pytestmark = pytest.mark.prometheus
 
 RPS = 200.0  # 20 req/s to the candidate at its first step: a minute is ~1,200 requests
-TABLE_HEADER = "| version | objective | verdict | estimate | interval | baseline | samples | test |"
+TABLE_HEADER = (
+    "| version | objective | check | verdict | estimate | interval | baseline | samples | test |"
+)
 
 
 @pytest.fixture
@@ -162,7 +164,7 @@ def test_a_3x_error_regression_is_rolled_back_with_its_evidence(
         # One evidence table, the same in the commit body, the status file and the plan.
         table = plan.evidence
         assert table.startswith(TABLE_HEADER)
-        assert "| v2 | error-rate | ❌ fail |" in table
+        assert "| v2 | error-rate | vs baseline | ❌ fail |" in table
         assert table in commit.message
         assert status.evidence == table
         assert markdown.exit_code == 0, markdown.output
@@ -224,7 +226,7 @@ def test_a_trustyai_spd_outside_its_range_is_rolled_back(
         assert "spd on v2 fail" in plan.outcome.reason
         assert "outside [-0.1, 0.1]" in plan.outcome.reason
         assert weights_in_remote(live.repo) == {BASELINE_LABEL: 100, CANDIDATE_LABEL: 0}
-        assert "| v2 | spd | ❌ fail |" in parse_status(live.repo.file(STATUS)).evidence
+        assert "| v2 | spd | range | ❌ fail |" in parse_status(live.repo.file(STATUS)).evidence
 
 
 def test_no_data_holds_and_says_which_series_is_missing(

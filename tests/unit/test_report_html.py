@@ -20,7 +20,7 @@ from policyengine.strategies.decision import TrafficSplit
 
 T0 = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)
 EVIDENCE = (
-    "| version | objective | verdict | estimate | interval | baseline | samples | test |\n"
+    "| version | objective | check | verdict | estimate | interval | baseline | samples | test |\n"
     "|---|---|---|---|---|---|---|---|\n"
     "| v2 | error-rate | ❌ fail | 0.031 | [0.02, 0.04] | 0.004 | 900 / 8100 | a \\| b |\n"
     "- hold: sample ratio mismatch\n"
