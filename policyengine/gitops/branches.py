@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from policyengine.errors import GitConflictError, GitError, GitUnreachableError
 from policyengine.gitops.commits import parse_rfc3339
@@ -69,25 +68,9 @@ class EngineGit:
         self._root = root
         self._remote = remote
         self._credentials = credentials or GitCredentials()
-        self._env = git_environment(self._credential_config())
+        self._env = git_environment(self._credentials.git_config_for(self._remote))
 
     # -- plumbing --------------------------------------------------------------------------
-
-    def _credential_config(self) -> dict[str, str]:
-        header = self._credentials.authorization()
-        if header is None or urlsplit(self._remote).scheme not in ("http", "https"):
-            return {}
-        # As the Workspace does: through the child's environment, scoped to the remote's URL.
-        return {
-            "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": f"http.{self._remote}.extraHeader",
-            "GIT_CONFIG_VALUE_0": f"Authorization: {header}",
-        }
-
-    def _redact(self, text: str) -> str:
-        for secret in self._credentials.secrets():
-            text = text.replace(secret, "***")
-        return text
 
     def _run(
         self,
@@ -102,7 +85,7 @@ class EngineGit:
             ["git", *args], cwd=self._root, env=env, input=input, capture_output=True, check=False
         )
         if check and completed.returncode != 0:
-            detail = self._redact(completed.stderr.decode(errors="replace")).strip()
+            detail = self._credentials.redact(completed.stderr.decode(errors="replace")).strip()
             raise GitError(f"git {args[0]} failed in {self._root}: {detail[-500:]}")
         return completed
 
@@ -118,7 +101,7 @@ class EngineGit:
             ["fetch", "--quiet", "--prune", "--no-tags", "origin", refspec], check=False
         )
         if completed.returncode != 0:
-            detail = self._redact(completed.stderr.decode(errors="replace")).strip()
+            detail = self._credentials.redact(completed.stderr.decode(errors="replace")).strip()
             raise GitUnreachableError(
                 f"cannot fetch proposal branches from {self._remote}: {detail}"
             )
@@ -201,14 +184,14 @@ class EngineGit:
         if completed.returncode == 0:
             self._run(["update-ref", f"{_REMOTE_REFS}{branch}", commit])
             return
-        stdout = self._redact(completed.stdout.decode(errors="replace"))
+        stdout = self._credentials.redact(completed.stdout.decode(errors="replace"))
         rejected = [line for line in stdout.splitlines() if line.startswith("!")]
         if rejected:
             raise GitConflictError(
                 f"push of {branch} rejected ({rejected[0].split(chr(9))[-1]}): someone pushed to "
                 "the branch meanwhile; the next pass proposes on top of it"
             )
-        detail = self._redact(completed.stderr.decode(errors="replace")).strip()
+        detail = self._credentials.redact(completed.stderr.decode(errors="replace")).strip()
         raise GitUnreachableError(f"cannot push {branch} to {self._remote}: {detail[-500:]}")
 
     # -- the tracked branch ----------------------------------------------------------------

@@ -81,6 +81,27 @@ class GitCredentials:
             return ()
         return (self.token, header.removeprefix("Basic "))
 
+    def git_config_for(self, remote: str) -> dict[str, str]:
+        """Environment for a git child process that sends the token to `remote` only.
+
+        Through the child's environment, never argv or .git/config; scoped to this remote's URL
+        so a redirect to another host does not receive it.
+        """
+        header = self.authorization()
+        if header is None or urlsplit(remote).scheme not in ("http", "https"):
+            return {}
+        return {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": f"http.{remote}.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: {header}",
+        }
+
+    def redact(self, text: str) -> str:
+        """`text` with every spelling of the secret replaced, for logs and error messages."""
+        for secret in self.secrets():
+            text = text.replace(secret, "***")
+        return text
+
 
 @dataclass(frozen=True)
 class DroppedCommit:
@@ -170,7 +191,7 @@ class Workspace:
         self._branch = branch
         self._credentials = credentials
         self._sleep = sleep
-        self._env = git_environment(self._credential_config())
+        self._env = git_environment(self._credentials.git_config_for(self._remote))
         self._head = ""
         self._stream: CommitStream | None = None
         self._stream_base = ""  # the flushed head the current fast-import batch started from
@@ -460,7 +481,7 @@ class Workspace:
         )
         if completed.returncode == 0:
             return None
-        stdout = self._redact(completed.stdout.decode(errors="replace"))
+        stdout = self._credentials.redact(completed.stdout.decode(errors="replace"))
         rejected = [line for line in stdout.splitlines() if line.startswith("!")]
         if not rejected:
             raise GitUnreachableError(
@@ -641,25 +662,9 @@ class Workspace:
                 entries.append(_TreeEntry(path, mode, sha))
         return entries
 
-    def _credential_config(self) -> dict[str, str]:
-        header = self._credentials.authorization()
-        if header is None or urlsplit(self._remote).scheme not in ("http", "https"):
-            return {}
-        # Through the child's environment, never argv or .git/config; scoped to this remote's
-        # URL so a redirect to another host does not receive it.
-        return {
-            "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": f"http.{self._remote}.extraHeader",
-            "GIT_CONFIG_VALUE_0": f"Authorization: {header}",
-        }
-
-    def _redact(self, text: str) -> str:
-        for secret in self._credentials.secrets():
-            text = text.replace(secret, "***")
-        return text
-
     def _stderr_summary(self, completed: subprocess.CompletedProcess[bytes]) -> str:
-        lines = self._redact(completed.stderr.decode(errors="replace")).strip().splitlines()
+        stderr = self._credentials.redact(completed.stderr.decode(errors="replace"))
+        lines = stderr.strip().splitlines()
         return (
             " / ".join(line.strip() for line in lines[-3:]) or f"exit code {completed.returncode}"
         )
