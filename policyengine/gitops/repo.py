@@ -266,7 +266,16 @@ class Workspace:
         """Lock files left by a killed pass. One engine process owns a cache folder, so a lock
         seen at open time can only be a leftover."""
         git_dir = self._root / ".git"
-        for lock in (git_dir / "index.lock", git_dir / "refs" / "heads" / f"{self._branch}.lock"):
+        locks = (
+            git_dir / "index.lock",
+            git_dir / "HEAD.lock",
+            git_dir / "config.lock",
+            git_dir / "packed-refs.lock",
+            git_dir / "shallow.lock",
+            git_dir / "refs" / "heads" / f"{self._branch}.lock",
+            git_dir / "refs" / "remotes" / "origin" / f"{self._branch}.lock",
+        )
+        for lock in locks:
             if lock.exists():
                 log.warning("removing stale %s left by an interrupted pass", lock)
                 lock.unlink()
@@ -711,6 +720,9 @@ class Workspace:
         summary = self._stderr_summary(completed)
         if "couldn't find remote ref" in summary or "Remote branch" in summary:
             raise GitError(f"branch {self._branch} not found on {self._remote}: {summary}")
+        if ".lock': File exists" in summary or "cannot lock ref" in summary:
+            # A lock left in the cache clone by a killed pass: local, not the remote's fault.
+            raise GitError(f"git {args[0]} could not lock a ref in {self._root}: {summary}")
         if any(marker in summary for marker in _AUTH_MARKERS):
             hint = (
                 "the token was refused"
