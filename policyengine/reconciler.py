@@ -1,8 +1,8 @@
 """One pass of the engine: load → observe → assess → decide → render → write.
 
 The plan (steps 1-5) is data: `plan_pass` builds a frozen `PassPlan` that `plan` prints and
-`Engine.reconcile_once` applies. A broken policy, or a router failing on one manifest, is reported and skipped;
-every other policy still reconciles.
+`Engine.reconcile_once` applies. A broken policy, or a router failing on one manifest, is reported
+and skipped; every other policy still reconciles.
 """
 
 from __future__ import annotations
