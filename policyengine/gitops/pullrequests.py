@@ -2,7 +2,8 @@
 forge; a merge is the approval, a close without merging holds the release.
 
 What survives an engine restart is all on the remote: the branch (policyengine/<ns>/<name>) and
-its engine commits, the tracked branch, and the forge's open pull request for that branch.
+its engine commits, the tracked branch, and the forge's pull requests for that branch in every
+state (a pending proposal whose branch has none, or only merged ones, was never opened: it is now).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from enum import StrEnum
 from policyengine.errors import ForgeError, PolicyEngineError
 from policyengine.gating import PolicyGate
 from policyengine.gitops.branches import EngineGit, proposal_branch
-from policyengine.gitops.forges import Forge
+from policyengine.gitops.forges import Forge, PullRequestState
 from policyengine.gitops.pullrequest_body import (
     ProposalText,
     chart_points,
@@ -115,19 +116,38 @@ class PullRequestWriteBack:
         return proposed is not None and proposed == git.blob_id(base_head, path)
 
     def gate(self, git: EngineGit, policy: ReleasePolicy, base_head: str) -> PolicyGate | None:
-        """A hold when the policy's last proposal was closed without merging; else None."""
+        """A hold when the policy's last proposal was closed without merging; else None.
+
+        A pending proposal whose branch has no pull request, or only merged ones, was pushed by a
+        pass that stopped before opening its pull request: no hold, this pass opens it.
+        """
         branch = proposal_branch(policy.key)
         head = git.head_of(branch)
         if head is None or self.is_merged(git, head, base_head, policy.key):
             return None
         try:
-            pull = self.forge().find_open_pull_request(branch, self._base)
+            forge = self.forge()
+            # The open one first: the common case, and one short listing on every forge.
+            if forge.find_open_pull_request(branch, self._base) is not None:
+                return None
+            latest = forge.latest_pull_request(branch, self._base)
         except ForgeError as error:
             return PolicyGate(
                 hold=f"holding: cannot read the pull request from {branch}: {error}",
                 unreachable=str(error),
             )
-        if pull is not None:
+        if latest is None or latest.state is PullRequestState.MERGED:
+            log.warning(
+                "%s: the proposal on %s has no pull request (%s): opening one with this pass's "
+                "decision",
+                policy.key,
+                branch,
+                "the branch never had one"
+                if latest is None
+                else f"#{latest.number} was merged and the branch moved on",
+            )
+            return None
+        if latest.state is PullRequestState.OPEN:  # opened between the two listings
             return None
         return PolicyGate(
             hold=(

@@ -2,9 +2,10 @@
 
 The production clients (PyGithub, python-gitlab, the engine's Gitea client) talk to the servers in
 tests/support/fake_forges.py, which implement only the documented endpoints listed there: GitHub
-pulls (list/create/get/update/merge), requested_reviewers and issue labels; GitLab merge_requests
-(list/create/get/update/merge) and users; Gitea pulls (list/create/get/update/merge),
-requested_reviewers, repository labels and issue labels.
+pulls (list in any state, newest first/create/get/update/merge), requested_reviewers and issue
+labels; GitLab merge_requests (list in any state, newest first/create/get/update/merge) and users;
+Gitea pulls (list in any state, paged/create/get/update/merge), requested_reviewers, repository
+labels and issue labels.
 """
 
 from __future__ import annotations
@@ -135,6 +136,65 @@ def test_a_pull_request_closed_unmerged_reads_back_as_closed(subject: ForgeUnder
     reopened = open_or_update(subject.forge, HEAD, BASE, "advance", "evidence")
     assert reopened.number != pr.number
     assert len(subject.fake.open_pulls()) == 1
+
+
+def test_a_branch_that_never_had_a_pull_request_has_no_latest_one(
+    subject: ForgeUnderTest,
+) -> None:
+    assert subject.forge.latest_pull_request(HEAD, BASE) is None
+    open_or_update(subject.forge, "policyengine/prod/other-model", BASE, "x", "y")
+    open_or_update(subject.forge, HEAD, "release-1.0", "into another base", "y")
+
+    assert subject.forge.latest_pull_request(HEAD, BASE) is None
+
+
+def test_the_latest_pull_request_is_found_in_every_state(subject: ForgeUnderTest) -> None:
+    forge, fake = subject.forge, subject.fake
+    first = open_or_update(forge, HEAD, BASE, "advance", "evidence")
+    latest = forge.latest_pull_request(HEAD, BASE)
+    assert latest is not None and (latest.number, latest.state) == (first.number, "open")
+
+    fake.close_by_person(first.number)
+    latest = forge.latest_pull_request(HEAD, BASE)
+    assert latest is not None
+    assert (latest.number, latest.state, latest.merge_commit) == (
+        first.number,
+        PullRequestState.CLOSED,
+        None,
+    )
+
+    second = open_or_update(forge, HEAD, BASE, "advance again", "evidence 2")
+    fake.merge_by_person(second.number)
+    latest = forge.latest_pull_request(HEAD, BASE)
+    assert latest is not None
+    assert (latest.number, latest.state, latest.head, latest.base, latest.title) == (
+        second.number,
+        PullRequestState.MERGED,
+        HEAD,
+        BASE,
+        "advance again",
+    )
+    assert latest.merge_commit == fake.pulls[second.number].merge_commit_sha
+
+    # Newer pull requests of another branch or into another base are not this branch's.
+    open_or_update(forge, "policyengine/prod/other-model", BASE, "x", "y")
+    open_or_update(forge, HEAD, "release-1.0", "into another base", "y")
+    latest = forge.latest_pull_request(HEAD, BASE)
+    assert latest is not None and latest.number == second.number
+
+    third = open_or_update(forge, HEAD, BASE, "rollback", "evidence 3")
+    latest = forge.latest_pull_request(HEAD, BASE)
+    assert latest is not None and (latest.number, latest.state) == (third.number, "open")
+    assert not fake.bad_requests
+
+
+def test_listing_the_latest_pull_request_is_retried_after_a_502(subject: ForgeUnderTest) -> None:
+    pr = open_or_update(subject.forge, HEAD, BASE, "advance", "evidence")
+    subject.fake.fail_next(502, message="Bad Gateway")
+
+    latest = subject.forge.latest_pull_request(HEAD, BASE)
+    assert latest is not None and latest.number == pr.number
+    assert subject.sleeps == [1.0]
 
 
 def test_labels_and_reviewers_are_set_when_opening(subject: ForgeUnderTest) -> None:

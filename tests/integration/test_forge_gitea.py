@@ -36,6 +36,22 @@ def test_the_open_pull_request_is_found_beyond_the_first_page(gitea: FakeGitea) 
     assert set(gitea.page_sizes) == {PAGE_SIZE}
 
 
+def test_the_latest_pull_request_is_found_beyond_the_first_page(gitea: FakeGitea) -> None:
+    forge = forge_from_url("gitea", gitea.api_url, gitea.repository, gitea.token)
+    old = open_or_update(forge, "policyengine/prod/fraud", "main", "t", "b")
+    gitea.close_by_person(old.number)
+    for n in range(PAGE_SIZE + 10):
+        gitea.close_by_person(open_or_update(forge, f"feature/{n}", "main", "t", "b").number)
+    mine = open_or_update(forge, "policyengine/prod/fraud", "main", "t", "b")
+    gitea.merge_by_person(mine.number)
+
+    latest = forge.latest_pull_request("policyengine/prod/fraud", "main")
+    assert latest is not None and (latest.number, latest.state) == (mine.number, "merged")
+    listed = gitea.requests_to("GET", r"/api/v1/repos/acme/models/pulls")[-2:]
+    assert [r.query["state"] for r in listed] == [["all"], ["all"]]
+    assert [r.query["page"] for r in listed] == [["1"], ["2"]]
+
+
 def test_labels_are_sent_as_ids_and_unknown_labels_fail_before_opening(gitea: FakeGitea) -> None:
     forge = forge_from_url("gitea", gitea.api_url, gitea.repository, gitea.token)
     pr = open_or_update(forge, "b", "main", "t", "body", ["needs-review"])

@@ -1,6 +1,6 @@
 """GitHub specifics through PyGithub against the loopback fake (tests/support/fake_forges.py).
 
-Endpoints: GET/POST /repos/{o}/{r}/pulls, GET /repos/{o}/{r}/pulls/{n},
+Endpoints: GET/POST /repos/{o}/{r}/pulls (state=, head=, base=, sort=, direction=), GET /repos/{o}/{r}/pulls/{n},
 POST /repos/{o}/{r}/pulls/{n}/requested_reviewers, under the Enterprise prefix /api/v3.
 """
 
@@ -41,6 +41,27 @@ def test_the_factory_reaches_github_enterprise_under_api_v3(github: FakeGitHub) 
     assert forge.find_open_pull_request("policyengine/prod/x", "main") is None
     listed = github.requests_to("GET", r"/api/v3/repos/acme/models/pulls")
     assert listed and listed[0].query["head"] == ["acme:policyengine/prod/x"]
+
+
+def test_the_latest_pull_request_is_asked_for_newest_first_in_any_state(
+    github: FakeGitHub,
+) -> None:
+    forge = quick(github, [])
+    first = open_or_update(forge, "policyengine/prod/x", "main", "t", "b")
+    github.close_by_person(first.number)
+    second = open_or_update(forge, "policyengine/prod/x", "main", "t", "b")
+    github.merge_by_person(second.number)
+
+    latest = forge.latest_pull_request("policyengine/prod/x", "main")
+    assert latest is not None and latest.number == second.number
+    listed = github.requests_to("GET", r"/api/v3/repos/acme/models/pulls")[-1]
+    assert {k: v for k, v in listed.query.items() if k != "per_page"} == {
+        "state": ["all"],
+        "head": ["acme:policyengine/prod/x"],
+        "base": ["main"],
+        "sort": ["created"],
+        "direction": ["desc"],
+    }
 
 
 def test_org_team_reviewers_become_team_review_requests(github: FakeGitHub) -> None:

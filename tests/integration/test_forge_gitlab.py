@@ -1,6 +1,7 @@
 """GitLab specifics through python-gitlab against the loopback fake (tests/support/fake_forges.py).
 
-Endpoints: GET/POST /api/v4/projects/:id/merge_requests (id a URL-encoded group/subgroup/project),
+Endpoints: GET/POST /api/v4/projects/:id/merge_requests (id a URL-encoded group/subgroup/project;
+the list with state=, source_branch=, target_branch=, order_by=, sort=),
 GET /api/v4/users?username=.
 """
 
@@ -31,6 +32,27 @@ def test_a_subgroup_project_and_an_api_v4_url_are_accepted(gitlab: FakeGitLab) -
     assert gitlab.pulls[pr.number].labels == ["release", "policyengine"]
     assert gitlab.reviewer_ids[pr.number] == [12]
     assert gitlab.requests_to("POST", r"/api/v4/projects/ml%2Fplatform%2Fmodels/merge_requests")
+
+
+def test_the_latest_merge_request_is_asked_for_newest_first_in_any_state(
+    gitlab: FakeGitLab,
+) -> None:
+    forge = forge_from_url("gitlab", gitlab.root_url, gitlab.repository, gitlab.token)
+    first = open_or_update(forge, "policyengine/prod/x", "main", "t", "b")
+    gitlab.merge_by_person(first.number)
+    second = open_or_update(forge, "policyengine/prod/x", "main", "t", "b")
+    gitlab.close_by_person(second.number)
+
+    latest = forge.latest_pull_request("policyengine/prod/x", "main")
+    assert latest is not None and (latest.number, latest.state) == (second.number, "closed")
+    listed = gitlab.requests_to("GET", r"/api/v4/projects/ml%2Fplatform%2Fmodels/merge_requests")
+    assert {k: v for k, v in listed[-1].query.items() if k != "per_page"} == {
+        "state": ["all"],
+        "source_branch": ["policyengine/prod/x"],
+        "target_branch": ["main"],
+        "order_by": ["created_at"],
+        "sort": ["desc"],
+    }
 
 
 def test_an_unknown_reviewer_fails_before_anything_is_opened(gitlab: FakeGitLab) -> None:

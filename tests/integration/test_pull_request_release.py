@@ -6,11 +6,11 @@ and remote-writes each minute. The forges are the loopback fakes of tests/suppor
 reached by the production clients (PyGithub, python-gitlab, requests) over HTTP, and the
 endpoints they fake are:
 
-- GitHub (/api/v3): GET/POST /repos/{o}/{r}/pulls, GET/PATCH/PUT-merge /repos/{o}/{r}/pulls/{n},
+- GitHub (/api/v3): GET/POST /repos/{o}/{r}/pulls (open, or all newest first), GET/PATCH/PUT-merge /repos/{o}/{r}/pulls/{n},
   POST /repos/{o}/{r}/pulls/{n}/requested_reviewers, POST /repos/{o}/{r}/issues/{n}/labels;
-- GitLab (/api/v4): GET/POST /projects/{id}/merge_requests, GET/PUT /projects/{id}/merge_requests/
+- GitLab (/api/v4): GET/POST /projects/{id}/merge_requests (opened, or all newest first), GET/PUT /projects/{id}/merge_requests/
   {iid}, PUT .../merge, GET /users?username=;
-- Gitea (/api/v1): GET/POST /repos/{o}/{r}/pulls, GET/PATCH /repos/{o}/{r}/pulls/{n}, POST .../merge,
+- Gitea (/api/v1): GET/POST /repos/{o}/{r}/pulls (open or all, paged), GET/PATCH /repos/{o}/{r}/pulls/{n}, POST .../merge,
   POST .../requested_reviewers, GET /repos/{o}/{r}/labels, POST /repos/{o}/{r}/issues/{n}/labels.
 
 A merge through a fake's API (a person's, or the engine's autoMerge) also merges the branch into
@@ -37,6 +37,7 @@ from click.testing import CliRunner, Result
 from ruamel.yaml import YAML
 
 from policyengine.cli import main
+from policyengine.gitops.forges.backoff import DEFAULT_RETRY
 from policyengine.metrics.remote_write import RemoteWriteClient
 from policyengine.sim.exposition import Exposition
 from policyengine.sim.fleet import Fleet, FleetState
@@ -286,6 +287,58 @@ def test_a_release_goes_through_one_pull_request_per_step(
     for token in (release.git_token, forge.token):
         assert token not in everything
     assert any(a.startswith("Basic ") for a in release.git_http.seen_authorizations)
+    assert forge.unauthorized == 0 and not forge.bad_requests
+
+
+def fail_opening(release: PullRequestRelease) -> None:
+    """The forge answers 500 to every attempt to open a pull request in the next pass: the engine
+    has pushed the branch by then, as when it dies between the push and the open."""
+    release.forge.fail_next(
+        500,
+        {"Retry-After": "0"},
+        "Internal Server Error",
+        times=DEFAULT_RETRY.max_attempts,
+        method="POST",
+        path=r".*/(pulls|merge_requests)",
+    )
+
+
+def test_a_branch_pushed_without_its_pull_request_gets_one_on_the_next_pass(
+    release: PullRequestRelease, caplog: pytest.LogCaptureFixture
+) -> None:
+    forge, repo = release.forge, release.repo
+    main_before = repo.head()
+
+    # The first step: the branch is pushed, the pull request is not opened.
+    fail_opening(release)
+    failed = release.run("reconcile", 0, expect_exit=1)
+    assert f"{POLICY}: pull request not written" in failed.output, failed.output
+    [proposed] = release.branch_log()[:1]
+    assert forge.pulls == {} and repo.head() == main_before
+
+    # The next pass opens it (the branch never had one): exactly one, no hold, no new commit.
+    opened = release.run("reconcile", 1)
+    assert "closed without merging" not in opened.output
+    assert "opened pull request #1" in opened.output, opened.output
+    assert list(forge.pulls) == [1] and forge.pulls[1].state == "open"
+    assert forge.pulls[1].title == f"policyengine: {POLICY} advance v1=90,v2=10"
+    assert forge.pulls[1].labels == ["release"] and forge.pulls[1].reviewers == ["alice"]
+    assert release.branch_log()[0] == proposed
+
+    # The next step, after the first was merged: pushed on top of the branch, not opened. The
+    # branch's latest pull request is the merged one, which is no reason to hold either.
+    release.merge_at(2, 1)
+    fail_opening(release)
+    release.run("reconcile", 8, expect_exit=1)
+    assert len(forge.pulls) == 1 and release.branch_log()[0] != proposed
+    caplog.clear()
+    reopened = release.run("reconcile", 9)
+    assert "closed without merging" not in reopened.output
+    assert "opened pull request #2" in reopened.output, reopened.output
+    assert len(forge.pulls) == 2 and [p.number for p in forge.open_pulls(BRANCH)] == [2]
+    assert forge.pulls[2].title == f"policyengine: {POLICY} advance v1=80,v2=20"
+    assert "#1 was merged and the branch moved on" in caplog.text
+    assert any(r.query.get("state") == ["all"] for r in forge.requests_to("GET", r".*"))
     assert forge.unauthorized == 0 and not forge.bad_requests
 
 

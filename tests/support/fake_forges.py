@@ -5,7 +5,9 @@ memory, checks the token header of every request (401 otherwise) and answers onl
 endpoints the production clients call:
 
 GitHub REST (under /api/v3, the GitHub Enterprise layout; header `Authorization: token|Bearer T`):
-  GET  /repos/{owner}/{repo}/pulls?state=&head=owner:branch&base=     list pull requests
+  GET  /repos/{owner}/{repo}/pulls?state=&head=owner:branch&base=&sort=&direction=
+                                   list (state open|closed|all; sort created, direction asc|desc,
+                                   by default desc as GitHub documents: newest first)
   POST /repos/{owner}/{repo}/pulls                                    create (422 when one is open)
   GET  /repos/{owner}/{repo}/pulls/{n}                                get
   PATCH /repos/{owner}/{repo}/pulls/{n}                               update title/body
@@ -13,14 +15,16 @@ GitHub REST (under /api/v3, the GitHub Enterprise layout; header `Authorization:
   POST /repos/{owner}/{repo}/pulls/{n}/requested_reviewers            request reviewers/teams
   POST /repos/{owner}/{repo}/issues/{n}/labels                        add labels
 GitLab REST v4 (under /api/v4; header `PRIVATE-TOKEN: T` or `Authorization: Bearer T`):
-  GET  /projects/{id}/merge_requests?state=&source_branch=&target_branch=
+  GET  /projects/{id}/merge_requests?state=&source_branch=&target_branch=&order_by=&sort=
+                                   (state opened|merged|closed|all; order_by created_at, sort
+                                   asc|desc, by default desc as GitLab documents: newest first)
   POST /projects/{id}/merge_requests                                  (409 when one is open)
   GET  /projects/{id}/merge_requests/{iid}
   PUT  /projects/{id}/merge_requests/{iid}
   PUT  /projects/{id}/merge_requests/{iid}/merge                      (405 unless opened)
   GET  /users?username=
 Gitea/Forgejo REST v1 (under /api/v1; header `Authorization: token|Bearer T`):
-  GET  /repos/{owner}/{repo}/pulls?state=&page=&limit=
+  GET  /repos/{owner}/{repo}/pulls?state=&page=&limit=              (state open|closed|all)
   POST /repos/{owner}/{repo}/pulls                                    (409 when one is open)
   GET  /repos/{owner}/{repo}/pulls/{index}
   PATCH /repos/{owner}/{repo}/pulls/{index}
@@ -30,7 +34,8 @@ Gitea/Forgejo REST v1 (under /api/v1; header `Authorization: token|Bearer T`):
   POST /repos/{owner}/{repo}/issues/{index}/labels                    (label ids)
 
 `fail_next(status, headers)` makes the next request(s) fail before they are handled (5xx, 429 with
-Retry-After, ...); `merge_by_person` / `close_by_person` play the human on the forge.
+Retry-After, ...), or only the next ones of a method and path (`method=`, `path=` a regex);
+`merge_by_person` / `close_by_person` play the human on the forge.
 """
 
 from __future__ import annotations
@@ -64,6 +69,20 @@ class FakePull:
     labels: list[str] = field(default_factory=list)
     reviewers: list[str] = field(default_factory=list)
     team_reviewers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int
+    headers: dict[str, str]
+    message: str
+    method: str | None
+    path: str | None  # a regex over the whole path
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.method in (None, method) and (
+            self.path is None or re.fullmatch(self.path, path) is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -112,7 +131,7 @@ class FakeForge:
         self.seen: list[SeenRequest] = []
         self.unauthorized = 0
         self.bad_requests: list[str] = []
-        self._failures: deque[tuple[int, dict[str, str], str]] = deque()
+        self._failures: deque[_Failure] = deque()
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -145,9 +164,13 @@ class FakeForge:
         headers: Mapping[str, str] | None = None,
         message: str = "",
         times: int = 1,
+        *,
+        method: str | None = None,
+        path: str | None = None,
     ) -> None:
+        """Fail the next `times` requests (of `method` to a path matching `path`, when given)."""
         for _ in range(times):
-            self._failures.append((status, dict(headers or {}), message))
+            self._failures.append(_Failure(status, dict(headers or {}), message, method, path))
 
     def merge_by_person(self, number: int) -> None:
         with self._lock:
@@ -173,9 +196,11 @@ class FakeForge:
             return 401, {}, {"message": "Bad credentials"}
         with self._lock:
             self.seen.append(SeenRequest(method, parts.path, query, body))
-            if self._failures:
-                status, extra, message = self._failures.popleft()
-                return status, extra, {"message": message or f"injected {status}"}
+            failure = next((f for f in self._failures if f.matches(method, parts.path)), None)
+            if failure is not None:
+                self._failures.remove(failure)
+                message = failure.message or f"injected {failure.status}"
+                return failure.status, failure.headers, {"message": message}
             if not parts.path.startswith(self.api_prefix + "/"):
                 return 404, {}, {"message": "Not Found"}
             # Split before unquoting: GitLab project ids are URL-encoded paths (group%2Fproject).
@@ -270,9 +295,12 @@ class FakeGitHub(FakeForge):
         state = query.get("state", ["open"])[0]
         head = query.get("head", [None])[0]
         base = query.get("base", [None])[0]
+        if query.get("sort", ["created"])[0] != "created":
+            raise ValueError("the fake sorts by creation only")
+        newest_first = query.get("direction", ["desc"])[0] == "desc"
         found = [
             self._json(p, full=False)
-            for p in self.pulls.values()
+            for p in sorted(self.pulls.values(), key=lambda p: p.number, reverse=newest_first)
             if state in ("all", p.state)
             and (head is None or head == f"{owner}:{p.head}")
             and (base is None or base == p.base)
@@ -390,9 +418,12 @@ class FakeGitLab(FakeForge):
         state = query.get("state", ["all"])[0]
         source = query.get("source_branch", [None])[0]
         target = query.get("target_branch", [None])[0]
+        if query.get("order_by", ["created_at"])[0] != "created_at":
+            raise ValueError("the fake orders by creation only")
+        newest_first = query.get("sort", ["desc"])[0] == "desc"
         found = [
             self._json(p)
-            for p in self.pulls.values()
+            for p in sorted(self.pulls.values(), key=lambda p: p.number, reverse=newest_first)
             if state in ("all", self._state(p))
             and source in (None, p.head)
             and target in (None, p.base)

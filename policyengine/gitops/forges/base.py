@@ -38,6 +38,11 @@ class Forge(Protocol):
         """The open pull request from head_branch into base_branch, if there is one."""
         ...
 
+    def latest_pull_request(self, head_branch: str, base_branch: str) -> PullRequest | None:
+        """The most recently created pull request from head_branch into base_branch in any state
+        (open, merged or closed); None when the branch never had one."""
+        ...
+
     def open_pull_request(
         self,
         head: str,

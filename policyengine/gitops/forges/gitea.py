@@ -1,8 +1,9 @@
 """Gitea and Forgejo pull requests through their REST API v1 (requests), with the engine's backoff.
 
-Endpoints used: GET/POST /repos/{owner}/{repo}/pulls, GET/PATCH /repos/{owner}/{repo}/pulls/{index},
-POST /repos/{owner}/{repo}/pulls/{index}/merge, POST /repos/{owner}/{repo}/pulls/{index}/requested_reviewers,
-GET /repos/{owner}/{repo}/labels, POST /repos/{owner}/{repo}/issues/{index}/labels.
+Endpoints used: GET/POST /repos/{owner}/{repo}/pulls (the list with state=, page=, limit=),
+GET/PATCH /repos/{owner}/{repo}/pulls/{index}, POST /repos/{owner}/{repo}/pulls/{index}/merge,
+POST /repos/{owner}/{repo}/pulls/{index}/requested_reviewers, GET /repos/{owner}/{repo}/labels,
+POST /repos/{owner}/{repo}/issues/{index}/labels.
 """
 
 from __future__ import annotations
@@ -129,6 +130,20 @@ class GiteaForge:
             if p["head"]["ref"] == head_branch and p["base"]["ref"] == base_branch
         ]
         return min(matching, key=lambda p: p.number) if matching else None
+
+    def latest_pull_request(self, head_branch: str, base_branch: str) -> PullRequest | None:
+        # No head filter here either, and the default order is not documented: every page is read
+        # and the highest number (numbers only grow) is the newest. The engine asks this only
+        # when no pull request is open for a pending proposal, which is rare.
+        pulls = self._pages(
+            f"listing all pull requests from {head_branch}", "/pulls", {"state": "all"}
+        )
+        matching = [
+            _pull_request_from(p)
+            for p in pulls
+            if p["head"]["ref"] == head_branch and p["base"]["ref"] == base_branch
+        ]
+        return max(matching, key=lambda p: p.number) if matching else None
 
     def _label_ids(self, names: Sequence[str]) -> list[int]:
         # Older Gitea and Forgejo accept only label ids on issues; names are resolved here.

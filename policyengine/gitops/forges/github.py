@@ -1,6 +1,7 @@
 """GitHub and GitHub Enterprise pull requests through PyGithub, with the engine's own backoff.
 
-REST endpoints used: GET/POST /repos/{owner}/{repo}/pulls, GET/PATCH /repos/{owner}/{repo}/pulls/{n},
+REST endpoints used: GET/POST /repos/{owner}/{repo}/pulls (the list with state=, head=, base=,
+sort=, direction=), GET/PATCH /repos/{owner}/{repo}/pulls/{n},
 PUT /repos/{owner}/{repo}/pulls/{n}/merge, POST /repos/{owner}/{repo}/pulls/{n}/requested_reviewers,
 POST /repos/{owner}/{repo}/issues/{n}/labels.
 """
@@ -94,6 +95,24 @@ class GitHubForge:
         # Filter again: the head filter is advisory on some GitHub Enterprise versions.
         matching = [p for p in found if p.head == head_branch and p.base == base_branch]
         return min(matching, key=lambda p: p.number) if matching else None
+
+    def latest_pull_request(self, head_branch: str, base_branch: str) -> PullRequest | None:
+        def find() -> PullRequest | None:
+            # Newest first, so the first match ends the listing even where the head filter is
+            # ignored and every pull request of the repository comes back.
+            pulls = self._repo.get_pulls(
+                state="all",
+                sort="created",
+                direction="desc",
+                head=f"{self._owner}:{head_branch}",
+                base=base_branch,
+            )
+            for pull in pulls:
+                if pull.head.ref == head_branch and pull.base.ref == base_branch:
+                    return _pull_request_from(pull)
+            return None
+
+        return self._backoff.call(f"listing all pull requests from {head_branch}", find)
 
     def open_pull_request(
         self,

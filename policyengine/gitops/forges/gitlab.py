@@ -1,6 +1,7 @@
 """GitLab (gitlab.com or self-hosted) merge requests through python-gitlab, with the engine's backoff.
 
-REST endpoints used (API v4): GET/POST /projects/:id/merge_requests,
+REST endpoints used (API v4): GET/POST /projects/:id/merge_requests (the list with state=,
+source_branch=, target_branch=, order_by=, sort=),
 GET/PUT /projects/:id/merge_requests/:iid, PUT /projects/:id/merge_requests/:iid/merge,
 GET /users?username=… (reviewers are user ids in the merge-request API).
 """
@@ -112,6 +113,26 @@ class GitLabForge:
         )
         matching = [p for p in found if p.head == head_branch and p.base == base_branch]
         return min(matching, key=lambda p: p.number) if matching else None
+
+    def latest_pull_request(self, head_branch: str, base_branch: str) -> PullRequest | None:
+        def find() -> PullRequest | None:
+            # Newest first and page by page: the first match ends the listing.
+            merge_requests = self._project.mergerequests.list(
+                state="all",
+                source_branch=head_branch,
+                target_branch=base_branch,
+                order_by="created_at",
+                sort="desc",
+                iterator=True,
+                **_ENGINE_RETRIES,
+            )
+            for mr in merge_requests:
+                found = _pull_request_from(mr.attributes)
+                if found.head == head_branch and found.base == base_branch:
+                    return found
+            return None
+
+        return self._backoff.call(f"listing all merge requests from {head_branch}", find)
 
     def _user_id(self, username: str) -> int:
         users = self._backoff.call(
