@@ -1,7 +1,8 @@
 """The one place manifests are parsed and written: multi-document YAML, ruamel.yaml round-trip.
 
 A file dumps back byte for byte when nothing changed, and when something did, only the lines that
-hold the changed values differ: comments, key order, quoting and indentation survive.
+hold the changed values differ: comments, key order, quoting and indentation survive. The common
+edit, integers replaced in place (a router's weights), is spliced into the text without a dump.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from itertools import pairwise
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from policyengine.errors import RenderError
@@ -29,6 +31,9 @@ _SEQUENCE_ITEM = re.compile(r"^(?P<indent> *)-(?P<gap> +)\S")
 _MAPPING_KEY = re.compile(r"^(?P<indent> *)[^\s#\-]")
 _COMMENT_OR_BLANK = re.compile(r"^\s*(#.*)?$")
 _WIDTH = 4096  # never re-wrap long scalars (image references, PromQL, URLs)
+_INTEGER = re.compile(r"-?[0-9]+")
+# ruamel counts these as line breaks (or skips them), so its lines and columns would not be ours.
+_ODD_BREAKS = re.compile("[\r\x85\u2028\u2029\ufeff]")
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,23 @@ class _Chunk:
     body: str  # raw_body with "\n" line breaks
     document: Any  # the parsed node; None when the chunk holds only comments or blank lines
     indentation: Indentation
-    pristine: str  # how ruamel dumped the document when it was loaded
+    snapshot: Any  # the document's shape and scalar values when loaded (see _snapshot)
+    _pristine: str | None = None
+
+    @property
+    def pristine(self) -> str:
+        """How ruamel dumps the document as loaded: parsed again, only when a dump needs it.
+
+        Dumping every document at load cost a third of each round trip, and most edits (integers
+        in place) never need it.
+        """
+        if self._pristine is None:
+            if self.document is None:
+                self._pristine = self.body
+            else:
+                yaml = _yaml(self.indentation)
+                self._pristine = _dump_node(yaml, next(iter(yaml.load_all(self.body))))
+        return self._pristine
 
 
 class ManifestFile:
@@ -158,12 +179,17 @@ class ManifestFile:
                 "(such as `--- !tag`) is not supported; put the content on the next line"
             )
         document = loaded[0] if loaded else None
-        pristine = _dump_node(yaml, document) if document is not None else body
-        return _Chunk(separator, raw_body, body, document, indentation, pristine)
+        return _Chunk(separator, raw_body, body, document, indentation, _snapshot(document))
 
     def _dump_chunk(self, chunk: _Chunk) -> str:
         if chunk.document is None:
             return chunk.raw_body
+        changes = _scalar_changes(chunk.snapshot, chunk.document)
+        if changes == []:
+            return chunk.raw_body
+        spliced = _splice(chunk, changes) if changes is not None else None
+        if spliced is not None:
+            return spliced
         current = _dump_node(_yaml(chunk.indentation), chunk.document)
         if current == chunk.pristine:
             return chunk.raw_body
@@ -171,6 +197,105 @@ class ManifestFile:
         if not chunk.body.endswith("\n") and merged.endswith("\n"):
             merged = merged[:-1]
         return merged.replace("\n", self._newline) if self._newline != "\n" else merged
+
+
+@dataclass(frozen=True)
+class _ScalarChange:
+    holder: Any  # the mapping or sequence holding the scalar
+    key: Any  # its key or index there
+    before: Any
+    after: Any
+
+
+def _snapshot(node: Any) -> Any:
+    """The node's shape (container types, keys, flow style) and its scalar values, as tuples."""
+    if isinstance(node, dict):
+        return (type(node), _flow_style(node), tuple((k, _snapshot(v)) for k, v in node.items()))
+    if isinstance(node, list):
+        return (type(node), _flow_style(node), tuple(_snapshot(v) for v in node))
+    return (type(node), node)
+
+
+def _flow_style(node: Any) -> bool | None:
+    fa = getattr(node, "fa", None)
+    return fa.flow_style() if fa is not None else None
+
+
+def _scalar_changes(snapshot: Any, node: Any) -> list[_ScalarChange] | None:
+    """The scalars whose value changed since the snapshot; None when the shape changed."""
+    changes: list[_ScalarChange] = []
+
+    def compare(before: Any, holder: Any, key: Any, node: Any) -> bool:
+        if type(node) is not before[0]:
+            return False
+        if isinstance(node, dict | list):
+            _, style, children = before
+            if _flow_style(node) != style or len(node) != len(children):
+                return False
+            if isinstance(node, dict):
+                return all(
+                    type(k) is type(child_key)
+                    and k == child_key
+                    and compare(child, node, k, node[k])
+                    for k, (child_key, child) in zip(node, children, strict=True)
+                )
+            return all(
+                compare(child, node, index, value)
+                for index, (value, child) in enumerate(zip(node, children, strict=True))
+            )
+        if node is not before[1] and node != before[1]:
+            changes.append(_ScalarChange(holder, key, before[1], node))
+        return True
+
+    return changes if compare(snapshot, None, None, node) else None
+
+
+def _splice(chunk: _Chunk, changes: list[_ScalarChange]) -> str | None:
+    """The raw text with each changed integer's digits replaced where they stand, or None.
+
+    Only when every change is a plain integer to a plain integer whose digits sit where ruamel
+    says, so the result is what ruamel writes on that line and every other byte stays.
+    """
+    if _ODD_BREAKS.search(chunk.body):
+        return None  # ruamel would count lines or columns differently from splitlines
+    lines = chunk.raw_body.split("\n")
+    edits: dict[tuple[int, int], _ScalarChange] = {}
+    for change in changes:
+        if type(change.before) is not int or type(change.after) is not int:
+            return None
+        position = _value_position(change.holder, change.key)
+        if position is None or position in edits or position[0] >= len(lines):
+            return None
+        line_number, column = position
+        line = lines[line_number]
+        digits = str(change.before)
+        found = _INTEGER.match(line, column)
+        if found is None or found.group() != digits:
+            return None
+        rest = line[found.end() :].removesuffix("\r")
+        if rest and len(str(change.after)) != len(digits):
+            return None  # ruamel keeps a trailing comment's column; flow text would shift
+        edits[position] = change
+    for (line_number, column), change in sorted(edits.items(), reverse=True):
+        line = lines[line_number]
+        end = column + len(str(change.before))
+        lines[line_number] = line[:column] + str(change.after) + line[end:]
+    return "\n".join(lines)
+
+
+def _value_position(holder: Any, key: Any) -> tuple[int, int] | None:
+    """(line, column) of a scalar value in the chunk, as ruamel recorded it when parsing."""
+    lc = getattr(holder, "lc", None)
+    data = getattr(lc, "data", None) if lc is not None else None
+    if not isinstance(data, dict) or key not in data:
+        return None
+    if isinstance(holder, CommentedMap):
+        _, _, line, column = data[key]
+    elif isinstance(holder, CommentedSeq):
+        line, column = data[key]
+    else:
+        return None
+    return int(line), int(column)
 
 
 def _dump_node(yaml: YAML, document: Any) -> str:

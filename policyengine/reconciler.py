@@ -28,8 +28,7 @@ from policyengine.gitops.commits import engine_commit_message
 from policyengine.gitops.repo import GitCredentials, Workspace
 from policyengine.gitops.status import dump_status, status_path
 from policyengine.metrics.catalog import metrics_of
-from policyengine.metrics.collector import MetricNeed, needs_of
-from policyengine.metrics.fanout import collect_indexed
+from policyengine.metrics.collector import MetricNeed, collect, needs_of
 from policyengine.metrics.prometheus import PrometheusProvider
 from policyengine.metrics.provider import MetricsProvider
 from policyengine.policy.loader import LoadedPolicy, PolicyIssue
@@ -228,7 +227,7 @@ def _observe(
         bucket.extend(needs)
     observations: dict[str, Observations] = {}
     for provider, needs in needs_by_provider.values():
-        observations.update(collect_indexed(provider, needs, now))
+        observations.update(collect(provider, needs, now))
     return observations
 
 

@@ -250,12 +250,19 @@ class Workspace:
 
     def refresh(self) -> None:
         """Fetch the branch and reset the clone (HEAD, index, work tree) to the remote head."""
-        if self._stream is not None:
-            self._stream.abort()  # unflushed commits are discarded with the rest
-            self._stream = None
+        stream, self._stream = self._stream, None
+        interrupted = stream is not None
+        if stream is not None:
+            stream.abort()  # unflushed commits are discarded with the rest
             self._unstaged.clear()
         self._fetch()
         remote_head = self._rev_parse(f"refs/remotes/origin/{self._branch}")
+        if not interrupted and self._head == self._synced == remote_head:
+            # Nothing moved since the last reset, clone or push, and no batch was left open: by
+            # the class invariant the work tree is HEAD's. A pass that stopped half-way left a
+            # batch or unpushed commits behind, and a new process starts with no head: both reset.
+            # Saves a checkout and a clean of every file (0.2-0.4 s at 30,000 files).
+            return
         self._git(["checkout", "--quiet", "--force", "-B", self._branch, remote_head])
         # Leftovers of an interrupted pass (new files never committed) must not be loaded.
         self._git(["clean", "-q", "-f", "-f", "-d"])

@@ -2,10 +2,13 @@
 back into per-policy Observations with counts per concurrent window.
 
 `plan_queries` and `observations_from` are pure; `collect` is the shell that sends the queries.
+The fan-out indexes each answer by version label once, so its cost grows with the series
+returned, not with policies times series (above a few hundred versions a query selects them all).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -242,42 +245,74 @@ def observations_from(
     needs: Iterable[MetricNeed], results: Mapping[QueryKey, QueryResult]
 ) -> dict[str, Observations]:
     """Per policy key, the Observations built from the shared query results."""
-    metrics: dict[str, dict[str, MetricObservation]] = defaultdict(dict)
+    metrics: dict[str, dict[str, MetricObservation]] = {}
     traffic: dict[str, MetricObservation] = {}
-    policies: list[str] = []
+    answers: dict[QueryKey, _Answer] = {}
+
+    def answer(key: QueryKey) -> _Answer:
+        found = answers.get(key)
+        if found is None:
+            found = answers[key] = _Answer(results.get(key, _NOT_QUERIED))
+        return found
+
     for need in needs:
-        if need.policy_key not in policies:
-            policies.append(need.policy_key)
-        observed = _observe(
-            need, {role: results.get(query_key(need, role), _NOT_QUERIED) for role in need.roles()}
-        )
+        measured = metrics.setdefault(need.policy_key, {})
+        observed = _observe(need, {role: answer(query_key(need, role)) for role in need.roles()})
         if need.traffic:
             traffic[need.policy_key] = observed
         else:
-            metrics[need.policy_key][need.observation_key] = observed
+            measured[need.observation_key] = observed
     observations = {}
-    for key in policies:
-        measured = traffic.get(key)
-        problems = [m for m in metrics[key].values() if m.status is DataStatus.UNREACHABLE]
-        if measured is not None and measured.status is DataStatus.UNREACHABLE:
-            problems.insert(0, measured)
+    for key, measured in metrics.items():
+        counted = traffic.get(key)
+        problems = [m for m in measured.values() if m.status is DataStatus.UNREACHABLE]
+        if counted is not None and counted.status is DataStatus.UNREACHABLE:
+            problems.insert(0, counted)
         observations[key] = Observations(
-            metrics=metrics[key],
-            traffic=measured.windows if measured else {},
-            traffic_status=measured.status if measured else DataStatus.NO_DATA,
+            metrics=measured,
+            traffic=counted.windows if counted else {},
+            traffic_status=counted.status if counted else DataStatus.NO_DATA,
             message=problems[0].message
             if problems
-            else (measured.message if measured else "no request metric to measure traffic"),
+            else (counted.message if counted else "no request metric to measure traffic"),
         )
     return observations
 
 
-def _observe(need: MetricNeed, results: Mapping[str, QueryResult]) -> MetricObservation:
+class _Answer:
+    """One query's result with its series indexed by the value of a label, built on first use."""
+
+    def __init__(self, result: QueryResult) -> None:
+        self.result = result
+        self._by_label: dict[str, dict[str | None, list[Series]]] = {}
+
+    @property
+    def status(self) -> DataStatus:
+        return self.result.status
+
+    def series_of(self, need: MetricNeed, value: str) -> list[Series]:
+        """The series of one version of one policy (selectors may be broader than the policy)."""
+        index = self._by_label.get(need.version_label)
+        if index is None:
+            index = self._by_label[need.version_label] = defaultdict(list)
+            for series in self.result.series:
+                index[series.labels.get(need.version_label)].append(series)
+        found = index.get(value, [])
+        if need.namespace_label is None:
+            return found
+        return [s for s in found if s.labels.get(need.namespace_label) == need.namespace]
+
+
+def _observe(need: MetricNeed, results: Mapping[str, _Answer]) -> MetricObservation:
     kind = "gauge" if need.template.type == "gauge" and not need.traffic else "proportion"
     failed = _worst(results, need)
     if failed is not None:
         return MetricObservation(
-            need.metric_name, kind, failed.status, message=failed.message, threshold=need.threshold
+            need.metric_name,
+            kind,
+            failed.status,
+            message=failed.result.message,
+            threshold=need.threshold,
         )
     if kind == "gauge":
         return _gauges(need, results["query"])
@@ -286,7 +321,7 @@ def _observe(need: MetricNeed, results: Mapping[str, QueryResult]) -> MetricObse
     return _proportion(need, results.get("events"), results["total"])
 
 
-def _worst(results: Mapping[str, QueryResult], need: MetricNeed) -> QueryResult | None:
+def _worst(results: Mapping[str, _Answer], need: MetricNeed) -> _Answer | None:
     for status in (DataStatus.UNREACHABLE, DataStatus.QUERY_ERROR):
         for result in results.values():
             if result.status is status:
@@ -299,29 +334,27 @@ def _worst(results: Mapping[str, QueryResult], need: MetricNeed) -> QueryResult 
     return None
 
 
-def _proportion(
-    need: MetricNeed, events: QueryResult | None, total: QueryResult
-) -> MetricObservation:
+def _proportion(need: MetricNeed, events: _Answer | None, total: _Answer) -> MetricObservation:
     step = need.interval
     windows: dict[str, tuple[WindowCounts, ...]] = {}
     for version, value in need.versions.items():
-        totals = _summed(_series_of(total, need, value))
-        errors = _summed(_series_of(events, need, value)) if events is not None else {}
+        totals = _summed(total.series_of(need, value))
+        errors = _summed(events.series_of(need, value)) if events is not None else {}
         windows[version] = tuple(
             # increase() extrapolates each series on its own, so events can overshoot total.
             WindowCounts(at - step, min(errors.get(at, 0.0), count), count)
             for at, count in sorted(totals.items())
             if at - step >= need.since
         )
-    return _with_missing(need, "proportion", windows, total)
+    return _with_missing(need, "proportion", windows, total.result)
 
 
-def _histogram(need: MetricNeed, buckets: QueryResult) -> MetricObservation:
+def _histogram(need: MetricNeed, buckets: _Answer) -> MetricObservation:
     step = need.interval
     windows: dict[str, tuple[WindowCounts, ...]] = {}
     for version, value in need.versions.items():
         by_bound: dict[str, list[Series]] = defaultdict(list)
-        for series in _series_of(buckets, need, value):
+        for series in buckets.series_of(need, value):
             by_bound[series.labels.get("le", "")].append(series)
         if not by_bound:
             windows[version] = ()
@@ -353,14 +386,14 @@ def _histogram(need: MetricNeed, buckets: QueryResult) -> MetricObservation:
             for at, count in sorted(totals.items())
             if at - step >= need.since and (need.traffic or at in slow)
         )
-    return _with_missing(need, "proportion", windows, buckets)
+    return _with_missing(need, "proportion", windows, buckets.result)
 
 
-def _gauges(need: MetricNeed, result: QueryResult) -> MetricObservation:
+def _gauges(need: MetricNeed, answer: _Answer) -> MetricObservation:
     gauges: dict[str, tuple[GaugePoint, ...]] = {}
     for version, value in need.versions.items():
         points: dict[datetime, float] = {}
-        for series in _series_of(result, need, value):
+        for series in answer.series_of(need, value):
             for at, reading in series.points:
                 if at in points:
                     return _broken(
@@ -379,7 +412,7 @@ def _gauges(need: MetricNeed, result: QueryResult) -> MetricObservation:
         "gauge",
         status,
         gauges=gauges,
-        message=_missing_message(need, missing, result),
+        message=_missing_message(need, missing, answer.result),
     )
 
 
@@ -418,21 +451,6 @@ def _broken(need: MetricNeed, message: str) -> MetricObservation:
     )
 
 
-def _series_of(result: QueryResult | None, need: MetricNeed, value: str) -> list[Series]:
-    """The series of one version of one policy, filtered client-side (selectors may be broad)."""
-    if result is None:
-        return []
-    return [
-        series
-        for series in result.series
-        if series.labels.get(need.version_label) == value
-        and (
-            need.namespace_label is None
-            or series.labels.get(need.namespace_label) == need.namespace
-        )
-    ]
-
-
 def _summed(series: Iterable[Series]) -> dict[datetime, float]:
     sums: dict[datetime, float] = defaultdict(float)
     for one in series:
@@ -448,7 +466,9 @@ def _bound(le: str) -> float | None:
         return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _placeholders(text: str) -> frozenset[str]:
+    # Every need of a template asks again; a pass of 10,000 policies has a handful of templates.
     try:
         return promql.placeholders_of(text)
     except ValueError:

@@ -221,11 +221,20 @@ def _parse(raw: Any, promql: str, url: str) -> QueryResult:
             query=promql,
         )
     series = []
+    # A range answer repeats the same few step times in every series: one datetime for each.
+    moments: dict[float, datetime] = {}
+
+    def moment(seconds: float) -> datetime:
+        found = moments.get(seconds)
+        if found is None:
+            found = moments[seconds] = datetime.fromtimestamp(seconds, tz=UTC)
+        return found
+
     for item in raw:
         labels = {str(k): str(v) for k, v in item.get("metric", {}).items()}
         samples = item["values"] if "values" in item else [item["value"]]
         points = tuple(
-            Point(datetime.fromtimestamp(float(ts), tz=UTC), value)
+            Point(moment(float(ts)), value)
             for ts, text in samples
             if math.isfinite(value := float(text))
         )
