@@ -10,6 +10,7 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -295,13 +296,15 @@ def check_repository(result: LoadResult, repo_root: Path) -> ValidationReport:
     metric_set_models = {name: loaded.metric_set for name, loaded in result.metric_sets.items()}
     errors = list(result.errors)
     broken: set[int] = set()
+    manifests: list[list[Path | None]] = []
     for index, loaded in enumerate(result.policies):
-        problems = policy_problems(loaded.policy, metric_set_models)
-        problems += manifest_problems(loaded)
+        located, missing = _locate_manifests(loaded)
+        manifests.append(located)
+        problems = policy_problems(loaded.policy, metric_set_models) + missing
         errors += [loaded.issue(problem.field, problem.message) for problem in problems]
         if problems:
             broken.add(index)
-    conflicting, conflicts = _conflicts(result.policies, repo_root)
+    conflicting, conflicts = _conflicts(result.policies, manifests, repo_root)
     broken |= conflicting
     errors += conflicts
     valid = [loaded for index, loaded in enumerate(result.policies) if index not in broken]
@@ -503,15 +506,32 @@ def _unknown_metric(
 
 def manifest_problems(loaded: LoadedPolicy) -> list[FieldProblem]:
     """Each target manifest must exist and lie inside the repository (reads the file system)."""
+    return _locate_manifests(loaded)[1]
+
+
+def _locate_manifests(loaded: LoadedPolicy) -> tuple[list[Path | None], list[FieldProblem]]:
+    """Each target manifest's resolved path (None when it is refused), and why any was refused.
+
+    Resolving reads the file system; the conflict check reuses these paths instead of resolving
+    every manifest a second time.
+    """
+    located: list[Path | None] = []
     problems = []
     for index, ref in enumerate(loaded.policy.spec.target.manifests):
         try:
-            resolve_manifest(loaded.root, loaded.file, ref.path)
+            located.append(resolve_manifest(loaded.root, loaded.file, ref.path))
         except InvalidPolicyError as error:
+            located.append(None)
             problems.append(
                 FieldProblem(("spec", "target", "manifests", index, "path"), str(error))
             )
-    return problems
+    return located, problems
+
+
+@lru_cache(maxsize=256)
+def _resolved_root(repo_root: Path) -> Path:
+    """A config root's real path: one per repository, asked once per manifest of every policy."""
+    return repo_root.resolve()
 
 
 def resolve_manifest(repo_root: Path, policy_file: Path, manifest_path: str) -> Path:
@@ -530,7 +550,7 @@ def resolve_manifest(repo_root: Path, policy_file: Path, manifest_path: str) -> 
         )
     base = policy_file.parent if manifest_path.startswith("./") else repo_root
     candidate = base / manifest_path
-    root = repo_root.resolve()
+    root = _resolved_root(repo_root)
     resolved = candidate.resolve()
     if not resolved.is_relative_to(root):
         raise InvalidPolicyError(
@@ -546,7 +566,7 @@ def resolve_manifest(repo_root: Path, policy_file: Path, manifest_path: str) -> 
 
 
 def _conflicts(
-    policies: Sequence[LoadedPolicy], repo_root: Path
+    policies: Sequence[LoadedPolicy], manifests: Sequence[Sequence[Path | None]], repo_root: Path
 ) -> tuple[set[int], list[PolicyIssue]]:
     """Policies that share a name in a namespace, or the route of a manifest.
 
@@ -559,9 +579,8 @@ def _conflicts(
         by_key[loaded.policy.key].append(index)
         target = loaded.policy.spec.target
         for ref_index, ref in enumerate(target.manifests):
-            try:
-                manifest = resolve_manifest(loaded.root, loaded.file, ref.path)
-            except InvalidPolicyError:
+            manifest = manifests[index][ref_index]
+            if manifest is None:
                 continue
             relative = manifest.relative_to(root) if manifest.is_relative_to(root) else manifest
             route_key = (
