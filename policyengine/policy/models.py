@@ -507,7 +507,8 @@ class ReleasePolicySpec(Model):
         default="hold",
         description=(
             "What happens when analysis.maxDuration passes without a conclusion: hold (wait for "
-            "a person), rollback, or promote."
+            "a person), rollback, or promote. A person decides a release waiting in phase "
+            "inconclusive by committing promote or rollback here."
         ),
     )
     analysis: Analysis = Field(default_factory=Analysis, description="Statistical settings.")

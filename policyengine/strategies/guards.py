@@ -41,7 +41,10 @@ def preempt(policy: ReleasePolicy, status: ReleaseStatus, assessment: Assessment
     """
     if policy.spec.paused:
         return hold(status, "paused by a person")
-    if status.phase in TERMINAL_PHASES:
+    # A release waiting for a person in phase inconclusive goes on when the person decides in
+    # Git: a commit setting onInconclusive to promote or rollback lets the strategy conclude.
+    decided = status.phase is Phase.INCONCLUSIVE and policy.spec.on_inconclusive != "hold"
+    if status.phase in TERMINAL_PHASES and not decided:
         reason = f"{_TERMINAL_WORDS[status.phase]}; nothing to do"
         if status.last_reason:
             reason += f" (last decision: {status.last_reason})"

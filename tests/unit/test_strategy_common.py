@@ -265,3 +265,28 @@ def test_objectives_without_results_never_conclude(strategy: str) -> None:
     )
     assert outcome.decision is Decision.HOLD
     assert "no results yet for objective-0, objective-1" in outcome.reason
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+@pytest.mark.parametrize(
+    ("decided", "decision", "phase"),
+    [("promote", Decision.PROMOTE, Phase.SUCCEEDED), ("rollback", Decision.ROLLBACK, Phase.FAILED)],
+)
+def test_a_person_decides_an_inconclusive_release_by_committing_on_inconclusive(
+    strategy: str, decided: str, decision: Decision, phase: Phase
+) -> None:
+    waiting = replace(started(make_policy(strategy, max_duration="1h")), phase=Phase.INCONCLUSIVE)
+    if strategy == "canary":  # a canary waits for a person at its last step
+        waiting = replace(waiting, step=2, split=TrafficSplit.of({"v1": 40, "v2": 60}))
+    later = T0 + timedelta(hours=2)
+    undecided = decide(make_policy(strategy, max_duration="1h"), waiting, PASSING, later)
+    assert undecided.decision is Decision.DONE
+    inconclusive = assessment(Verdict.INCONCLUSIVE)
+    policy = make_policy(strategy, max_duration="1h", on_inconclusive=decided)
+    outcome = decide(policy, waiting, inconclusive, later)
+    if strategy == "mirror" and decided == "promote":
+        # A mirror has no switch: "promote" ends the observation as a success.
+        assert outcome.phase is Phase.SUCCEEDED
+    else:
+        assert (outcome.decision, outcome.phase) == (decision, phase)
+    assert f"onInconclusive {decided}" in outcome.reason
