@@ -196,3 +196,23 @@ def _last_leaf(node: Node) -> tuple[Node, Any]:
         holder, last = node, (list(node.keys())[-1] if isinstance(node, dict) else len(node) - 1)
         node = node[last]
     return holder, last
+
+
+def write_weights(
+    items: list[Node], matched: dict[str, int | None], wanted: dict[str, int]
+) -> None:
+    """Set each matched destination's `weight`, touching only the values that differ.
+
+    A lone destination without `weight` already gets 100 % (Istio's and Gateway API's default):
+    it keeps its shape rather than gaining a line the diff would show.
+    """
+    alone = len(items) == 1
+    for name, index in matched.items():
+        if index is None:
+            continue
+        item = items[index]
+        if "weight" not in item:
+            if not (alone and wanted[name] == 100):
+                item["weight"] = wanted[name]
+        elif item["weight"] != wanted[name]:
+            item["weight"] = wanted[name]

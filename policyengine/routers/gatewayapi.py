@@ -23,6 +23,7 @@ from policyengine.routers.base import (
     require_kind,
     split_of,
     version_named,
+    write_weights,
 )
 from policyengine.strategies.decision import TrafficSplit
 
@@ -152,16 +153,7 @@ class GatewayAPIRouter:
             if matched[version.name] is None and wanted[version.name] > 0:
                 append_item(refs, self._new_ref(refs, matched, policy, version))
                 matched[version.name] = len(refs) - 1
-        alone = len(refs) == 1
-        for name, index in matched.items():
-            if index is None:
-                continue
-            ref = refs[index]
-            if "weight" not in ref:
-                if not (alone and wanted[name] == 100):
-                    ref["weight"] = wanted[name]
-            elif ref["weight"] != wanted[name]:
-                ref["weight"] = wanted[name]
+        write_weights(refs, matched, wanted)
 
     def _new_ref(
         self,

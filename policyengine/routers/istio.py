@@ -25,6 +25,7 @@ from policyengine.routers.base import (
     same_number,
     split_of,
     version_named,
+    write_weights,
 )
 from policyengine.strategies.decision import TrafficSplit
 
@@ -183,16 +184,7 @@ class IstioRouter:
             if matched[version.name] is None and wanted[version.name] > 0:
                 append_item(entries, self._new_destination(entries, matched, policy, version))
                 matched[version.name] = len(entries) - 1
-        alone = len(entries) == 1
-        for name, index in matched.items():
-            if index is None:
-                continue
-            entry = entries[index]
-            if "weight" not in entry:
-                if not (alone and wanted[name] == 100):
-                    entry["weight"] = wanted[name]
-            elif entry["weight"] != wanted[name]:
-                entry["weight"] = wanted[name]
+        write_weights(entries, matched, wanted)
 
     def _new_destination(
         self,

@@ -17,7 +17,7 @@ from policyengine.strategies.guards import (
     preempt,
     samples_gap,
 )
-from policyengine.strategies.reasons import describe_duration, describe_percent
+from policyengine.strategies.reasons import describe_duration, describe_percent, objectives_passed
 from policyengine.strategies.splits import candidate_only, candidate_split, released_candidate
 from policyengine.strategies.status import ReleaseStatus
 
@@ -63,12 +63,7 @@ def decide(
             f"validating {candidate}: {describe_duration(validated)} of "
             f"{describe_duration(window)}",
         )
-    objectives = len(policy.spec.objectives)
-    why = (
-        f"all {objectives} objective{'s' if objectives != 1 else ''} pass"
-        if objectives
-        else "no objectives, switched on time alone"
-    )
+    why = objectives_passed(policy, "no objectives, switched on time alone")
     switch = Outcome(
         Decision.PROMOTE,
         f"switched all traffic to {candidate} after validating it for "

@@ -17,7 +17,7 @@ from policyengine.strategies.guards import (
     preempt,
     samples_gap,
 )
-from policyengine.strategies.reasons import describe_duration
+from policyengine.strategies.reasons import describe_duration, objectives_passed
 from policyengine.strategies.splits import candidate_only, candidate_split, released_candidate
 from policyengine.strategies.status import ReleaseStatus
 
@@ -76,12 +76,7 @@ def decide(
 
 def _promotion(policy: ReleasePolicy, at: str, total: int) -> Outcome:
     candidate = released_candidate(policy)
-    objectives = len(policy.spec.objectives)
-    why = (
-        f"all {objectives} objective{'s' if objectives != 1 else ''} pass"
-        if objectives
-        else "no objectives, promoted on time alone"
-    )
+    why = objectives_passed(policy, "no objectives, promoted on time alone")
     return Outcome(
         Decision.PROMOTE,
         f"promoted {candidate} to 100 % after {at}: {why}",

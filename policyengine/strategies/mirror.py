@@ -18,7 +18,7 @@ from policyengine.strategies.guards import (
     preempt,
     samples_gap,
 )
-from policyengine.strategies.reasons import describe_duration, describe_percent
+from policyengine.strategies.reasons import describe_duration, describe_percent, objectives_passed
 from policyengine.strategies.splits import released_candidate, with_mirror
 from policyengine.strategies.status import ReleaseStatus
 
@@ -56,12 +56,7 @@ def decide(
             f"mirroring {share} to {candidate}: observed {describe_duration(observed)} of "
             f"{describe_duration(window)}",
         )
-    objectives = len(policy.spec.objectives)
-    why = (
-        f"all {objectives} objective{'s' if objectives != 1 else ''} pass"
-        if objectives
-        else "no objectives, observation window over"
-    )
+    why = objectives_passed(policy, "no objectives, observation window over")
     # A mirror has nothing to switch: success is recorded, and the mirror turned off.
     finished = Outcome(
         Decision.DONE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from policyengine.analysis.verdict import ObjectiveResult
+from policyengine.policy.models import ReleasePolicy
 
 
 def describe_duration(delta: timedelta) -> str:
@@ -50,3 +51,11 @@ def describe_result(result: ObjectiveResult) -> str:
 
 def describe_results(results: tuple[ObjectiveResult, ...] | list[ObjectiveResult]) -> str:
     return "; ".join(describe_result(r) for r in results)
+
+
+def objectives_passed(policy: ReleasePolicy, without: str) -> str:
+    """Why a release concludes: its objectives all pass, or `without` when it has none."""
+    objectives = len(policy.spec.objectives)
+    if not objectives:
+        return without
+    return f"all {objectives} objective{'s' if objectives != 1 else ''} pass"
