@@ -1,6 +1,6 @@
 """The fleet's state as Prometheus samples, with the real metric names and labels of each runtime.
 
-Names and labels follow ../shared/k8s-schemas/METRICS.md: KServe ModelMesh, Istio, OpenVINO Model
+Names and labels follow docs/serving-metrics.md: KServe ModelMesh, Istio, OpenVINO Model
 Server, KServe serverless (Knative <= 1.18 `revision_*`) and TrustyAI. Labels a scrape would add
 (`namespace`, `job`) are added here, since remote write has no scrape to add them.
 """

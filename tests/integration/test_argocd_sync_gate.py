@@ -2,7 +2,7 @@
 
 tests/support/fake_kube.py implements GET /apis/argoproj.io/v1alpha1/namespaces/{ns}/applications/
 {name} with bearer-token auth; the client is configured from a kubeconfig written in tmp_path.
-Every Application served validates against the Argo CD CRD schema (../shared/k8s-schemas).
+Every Application served validates against the Argo CD CRD schema (tests/schemas).
 """
 
 from __future__ import annotations

@@ -1,23 +1,23 @@
-"""Offline validation of Kubernetes manifests against the CRD schemas in ../shared/k8s-schemas.
+"""Offline validation of Kubernetes manifests against the CRD schemas in tests/schemas.
 
-The schemas check structure only (see that folder's README): apiVersion/kind are checked here,
+The schemas are copies of the upstream CRDs kept in the repository (tests/schemas/README.md says
+which release each comes from; tests/schemas/generate.py regenerates them), so the tests read
+nothing outside the checkout. They check structure only (see that README): apiVersion/kind are checked here,
 unknown fields are caught in strict mode, and weights are checked by `weight_problems`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
 from jsonschema import Draft202012Validator
 
-SCHEMAS_ENV = "POLICYENGINE_CRD_SCHEMAS"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS_DIR = REPO_ROOT / "tests" / "schemas"
 
 # (apiVersion, kind) -> schema file; Istio v1alpha3 has the same body as v1
 SCHEMA_FILES: dict[tuple[str, str], str] = {
@@ -30,6 +30,11 @@ SCHEMA_FILES: dict[tuple[str, str], str] = {
     ("networking.istio.io/v1beta1", "DestinationRule"): "istio.networking.v1beta1.DestinationRule",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "gateway.networking.v1.HTTPRoute",
     ("argoproj.io/v1alpha1", "Application"): "argoproj.v1alpha1.Application",
+    ("inference.networking.k8s.io/v1", "InferencePool"): "inference.networking.v1.InferencePool",
+    (
+        "inference.networking.x-k8s.io/v1alpha2",
+        "InferencePool",
+    ): "inference.networking.x-k8s.v1alpha2.InferencePool",
 }
 TOP_LEVEL = {"apiVersion", "kind", "metadata", "spec", "status"}
 # Built-in kinds have no CRD schema here; they are checked for their identity only.
@@ -41,27 +46,16 @@ CORE_KINDS = {
 }
 
 
-def schemas_dir() -> Path | None:
-    """$POLICYENGINE_CRD_SCHEMAS, else ../shared/k8s-schemas beside the repository; None if absent."""
-    configured = os.environ.get(SCHEMAS_ENV)
-    if configured:
-        return Path(configured) if Path(configured).is_dir() else None
-    default = REPO_ROOT.parent / "shared" / "k8s-schemas"
-    return default if default.is_dir() else None
+def schemas_dir() -> Path:
+    """The folder of CRD schemas inside the repository."""
+    return SCHEMAS_DIR
 
 
 def require_schemas() -> Path:
-    """The schema folder; a skip when there is none, a failure under CI (it must be there)."""
-    found = schemas_dir()
-    if found is None:
-        why = (
-            f"no CRD schemas: {SCHEMAS_ENV} is unset or not a folder, and "
-            f"{REPO_ROOT.parent / 'shared' / 'k8s-schemas'} does not exist"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    return found
+    """The schema folder; it is part of the repository, so it is always there."""
+    if not SCHEMAS_DIR.is_dir():
+        raise FileNotFoundError(f"{SCHEMAS_DIR} is missing: the CRD schemas belong to the repo")
+    return SCHEMAS_DIR
 
 
 @cache

@@ -3,14 +3,13 @@
 Implements GET /apis/argoproj.io/v1alpha1/namespaces/{namespace}/applications/{name} (the
 documented custom-resource path), answering the stored Application or a 404 Status, after checking
 `Authorization: Bearer <token>` (401 Status otherwise). Every Application stored is first
-validated against the Argo CD CRD schema in ../shared/k8s-schemas (Draft 2020-12).
+validated against the Argo CD CRD schema in tests/schemas (Draft 2020-12).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
@@ -22,12 +21,9 @@ from typing import Any
 
 import jsonschema
 
-K8S_SCHEMAS = Path(
-    os.environ.get(
-        "POLICYENGINE_K8S_SCHEMAS", Path(__file__).resolve().parents[3] / "shared" / "k8s-schemas"
-    )
-)
-APPLICATION_SCHEMA = K8S_SCHEMAS / "argoproj.v1alpha1.Application.json"
+from tests.support.crd_schemas import SCHEMAS_DIR
+
+APPLICATION_SCHEMA = SCHEMAS_DIR / "argoproj.v1alpha1.Application.json"
 _PATH = re.compile(r"/apis/argoproj\.io/v1alpha1/namespaces/([^/]+)/applications/([^/?]+)")
 
 

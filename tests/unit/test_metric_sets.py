@@ -12,7 +12,7 @@ from policyengine.metrics import promql
 from policyengine.metrics.catalog import builtin_metric_sets, presets_dir
 from policyengine.policy.models import MetricSet
 
-# From ../shared/k8s-schemas/METRICS.md: version label, namespace label, the metric names the
+# From docs/serving-metrics.md: version label, namespace label, the metric names the
 # templates may use, and labels they may match on besides the version/namespace labels.
 EXPECTED = {
     "modelmesh": (
