@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit prometheus clean
+.PHONY: test demo lint typecheck unit prometheus mlserver wrk proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,35 @@ prometheus:
 	  fi; \
 	fi
 
+# MLServer 1.7.1 (a real KServe V2 server) for the load-test tests and bench, in a virtualenv of
+# its own: its pins and its protobuf stubs must not meet ours (pyproject's `mlserver` extra).
+MLSERVER_VENV := .venv-mlserver
+MLSERVER_STAMP := $(MLSERVER_VENV)/.installed
+MLSERVER_PACKAGES := mlserver==1.7.1 mlserver-sklearn==1.7.1
+
+$(MLSERVER_STAMP):
+	test -x $(MLSERVER_VENV)/bin/python || $(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet $(MLSERVER_PACKAGES)
+	touch $(MLSERVER_STAMP)
+
+mlserver: $(MLSERVER_STAMP)
+
+# wrk (closed loop) for bench/loadtest.py's side-by-side figures; several people install at once.
+wrk:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's wrk"; \
+	    flock /tmp/apt.lock sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null'; \
+	  else \
+	    echo "wrk is missing and cannot be installed here (not root or no apt-get)"; \
+	  fi; \
+	fi
+
+# The KServe V2 gRPC descriptor set the load generator loads (checked in; a test compares).
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Ipolicyengine/loadtest/proto \
+	  --descriptor_set_out=policyengine/loadtest/proto/grpc_predict_v2.desc grpc_predict_v2.proto
+
 lint: $(STAMP)
 	$(BIN)/ruff check policyengine tests bench
 	$(BIN)/ruff format --check policyengine tests bench
@@ -31,11 +60,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) prometheus lint typecheck
+test: $(STAMP) prometheus mlserver wrk lint typecheck
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP) prometheus
 	$(BIN)/policyengine demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MLSERVER_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -479,3 +479,169 @@ def backtest(
         fresh=fresh,
     )
     click.echo((backtest_json if output == "json" else backtest_text)(result), nl=False)
+
+
+# -- loadtest -----------------------------------------------------------------------------------
+
+
+def _rate_option(text: str) -> tuple[float, float | None]:
+    """ "50" or a ramp "50:500" (requests per second)."""
+    start, _, end = text.partition(":")
+    try:
+        return float(start), (float(end) if end else None)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: give requests per second, e.g. 50 or a ramp 50:500"
+        ) from None
+
+
+@main.command()
+@click.argument("url")
+@click.option(
+    "--protocol",
+    type=click.Choice(["v2-rest", "v2-grpc", "openai"]),
+    default="v2-rest",
+    show_default=True,
+    help="KServe V2 / Open Inference Protocol over REST or gRPC, or OpenAI-compatible streaming.",
+)
+@click.option("--model", help="Model name (V2: the path's model; OpenAI: the request's model).")
+@click.option("--model-version", help="V2 model version (optional).")
+@click.option("--vmodel-id", help="ModelMesh: send this mm-vmodel-id header / gRPC metadata.")
+@click.option(
+    "--rate",
+    "rate_text",
+    default="10",
+    show_default=True,
+    help="Requests per second, or a linear ramp START:END over the duration.",
+)
+@click.option("--duration", "duration_text", default="10s", show_default=True)
+@click.option(
+    "--requests", "count", type=click.IntRange(min=1), help="Stop after N measured requests."
+)
+@click.option("--warmup", "warmup_text", default="2s", show_default=True, help="Not measured.")
+@click.option(
+    "--payloads",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON lines of request bodies, sent round-robin [default: made up from the model's "
+    "metadata (V2) or a few prompts (OpenAI)].",
+)
+@click.option("--header", "headers", multiple=True, help="Extra header NAME=VALUE (repeatable).")
+@click.option("--connections", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--timeout", "timeout_text", default="10s", show_default=True)
+@click.option("--openai-path", default="/v1/completions", show_default=True)
+@click.option("--max-tokens", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--slo", "slo_texts", multiple=True, help="An SLO such as 'p99 <= 200ms' (repeatable)."
+)
+@click.option(
+    "--output", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="HTML report."
+)
+@click.option("--progress/--no-progress", default=None, help="[default: when stderr is a terminal]")
+def loadtest(
+    url: str,
+    protocol: str,
+    model: str | None,
+    model_version: str | None,
+    vmodel_id: str | None,
+    rate_text: str,
+    duration_text: str,
+    count: int | None,
+    warmup_text: str,
+    payloads: Path | None,
+    headers: tuple[str, ...],
+    connections: int,
+    timeout_text: str,
+    openai_path: str,
+    max_tokens: int,
+    slo_texts: tuple[str, ...],
+    output: str,
+    html_path: Path | None,
+    progress: bool | None,
+) -> None:
+    """Open-loop load test of an inference endpoint at URL: requests leave at a fixed rate whatever
+    the server does, and latency counts from each request's intended send time.
+
+    Exit 0 when every --slo is met, 4 when one is missed, 1 on bad input, 3 when the endpoint
+    cannot be reached.
+    """
+    import sys
+
+    from policyengine.loadtest.html import render_html
+    from policyengine.loadtest.result import render_markdown
+    from policyengine.loadtest.runner import LoadTestConfig, run_loadtest
+    from policyengine.loadtest.schedule import Schedule
+    from policyengine.loadtest.slo import assess, checks_markdown, parse_all
+
+    start_rate, end_rate = _rate_option(rate_text)
+    try:
+        slos = parse_all(slo_texts)
+        schedule = Schedule(
+            rate=start_rate,
+            end_rate=end_rate,
+            duration=parse_duration(duration_text).total_seconds(),
+            requests=count,
+            warmup=parse_duration(warmup_text).total_seconds(),
+        )
+        timeout = parse_duration(timeout_text).total_seconds()
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    extra: dict[str, str] = {}
+    for header in headers:
+        name, sep, value = header.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"--header {header!r}: write NAME=VALUE")
+        extra[name] = value
+    config = LoadTestConfig(
+        url=url,
+        protocol=protocol,  # type: ignore[arg-type]
+        schedule=schedule,
+        model=model,
+        version=model_version,
+        vmodel_id=vmodel_id,
+        payloads=payloads,
+        headers=extra,
+        connections=connections,
+        timeout=timeout,
+        openai_path=openai_path,
+        max_tokens=max_tokens,
+    )
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        result = run_loadtest(config, _progress_bar if show else None)
+    except LookupError as error:
+        click.echo(f"error: {error}", err=True)
+        raise SystemExit(3) from None
+    if show:
+        click.echo("", err=True)
+    checks = assess(result.metrics(), slos)
+    if output == "json":
+        document = result.to_json()
+        document["slos"] = [
+            {"slo": c.slo.text, "value": c.value, "passed": c.passed} for c in checks
+        ]
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(render_markdown(result), nl=False)
+        if checks:
+            click.echo("\n" + checks_markdown(checks), nl=False)
+    if html_path is not None:
+        html_path.write_text(render_html(result, checks), encoding="utf-8")
+    if result.sent and result.ok == 0 and result.errors.keys() <= {"connection"}:
+        raise SystemExit(3)
+    if any(not check.passed for check in checks):
+        raise SystemExit(4)
+
+
+def _progress_bar(state: Any) -> None:
+    width = 30
+    share = min(1.0, state.elapsed / state.total) if state.total else 1.0
+    filled = int(share * width)
+    click.echo(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {state.elapsed:5.1f}/{state.total:.1f} s "
+        f"sent {state.sent} done {state.done} errors {state.errors} in flight {state.in_flight}  ",
+        err=True,
+        nl=False,
+    )

@@ -1,0 +1,26 @@
+"""What one call to an inference endpoint returned, as every client reports it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Reply:
+    """`status`: the HTTP code ("200", "503"), the gRPC status name ("OK", "NOT_FOUND"), or
+    "timeout" / "connection" when no answer came. `body`: the decoded answer when the client keeps
+    bodies (a replay compares them), else None. Streaming clients add the monotonic time of every
+    token chunk and the output token count.
+    """
+
+    status: str
+    ok: bool
+    body: Any = None
+    error: str | None = None
+    token_times: tuple[float, ...] = ()
+    tokens: int = 0
+
+
+TIMEOUT = "timeout"
+CONNECTION = "connection"
