@@ -1,5 +1,6 @@
-"""The shell around a pass for pull-request write-back and the Argo CD sync gate: before deciding,
-what the forge and the cluster say (one PolicyGate per policy); after, the proposals.
+"""The shell around a pass for pull-request write-back, the Argo CD sync gate and the performance
+gate: before deciding, what the forge, the cluster and a load test of the candidate say (one
+PolicyGate per policy); after, the proposals.
 
 The Engine works without one (every decision committed, nothing gated): the CLI builds it.
 """
@@ -25,6 +26,7 @@ from policyengine.gitops.pullrequests import (
 )
 from policyengine.gitops.repo import GitCredentials, Workspace
 from policyengine.gitops.status import parse_status, status_path
+from policyengine.loadtest.gate import PerformanceGates
 from policyengine.policy.loader import LoadedPolicy
 from policyengine.policy.models import ReleasePolicy
 from policyengine.reconciler import PassPlan
@@ -72,8 +74,10 @@ class Gatekeeper:
         cluster: Callable[[], ApplicationReader] | None = None,
         credentials: GitCredentials | None = None,
         author: tuple[str, str] = ("policyengine", "policyengine@users.noreply.local"),
+        performance: PerformanceGates | None = None,
     ) -> None:
         self._write = write
+        self._performance = performance or PerformanceGates()
         self._pull_requests = PullRequestWriteBack(
             forge or forge_factory(None, None, None), author, base_branch
         )
@@ -112,7 +116,7 @@ class Gatekeeper:
                     key,
                     policy.spec.argocd.application,
                 )
-            if not (proposing or argocd):
+            if not (proposing or argocd or policy.spec.performance is not None):
                 continue
             found = [g for g in self._gates_of(git, workspace, policy, base, proposing, now) if g]
             if found:
@@ -148,6 +152,8 @@ class Gatekeeper:
                 )
         if self._argocd is not None:
             found.append(self._argocd.gate(policy, landing, recorded, now))
+        if policy.spec.performance is not None:
+            found.append(self._performance.gate(policy, recorded, workspace.root))
         return found
 
     def propose(

@@ -27,6 +27,8 @@ class PolicyGate:
     release_id: str | None = None
     step: int | None = None
     unreachable: str | None = None  # a dependency (cluster, forge) could not be read: exit 3
+    evidence: str = ""  # Markdown the decision carries (commit body, status file): a load test
+    extra: tuple[tuple[str, str], ...] = ()  # status-file `extra` entries the gate records
 
     def applies_to(self, status: ReleaseStatus) -> bool:
         if status.phase is not Phase.PROGRESSING:
@@ -76,6 +78,7 @@ def combine(first: PolicyGate, second: PolicyGate) -> PolicyGate:
     holds = [h for h in (first.hold, second.hold) if h]
     starts = [s for s in (first.step_started_at, second.step_started_at) if s is not None]
     unreachable = [u for u in (first.unreachable, second.unreachable) if u]
+    evidence = "\n".join(e for e in (first.evidence, second.evidence) if e)
     return PolicyGate(
         hold="; ".join(holds) or None,
         rollback=first.rollback or second.rollback,
@@ -83,4 +86,6 @@ def combine(first: PolicyGate, second: PolicyGate) -> PolicyGate:
         release_id=first.release_id if first.release_id is not None else second.release_id,
         step=first.step if first.step is not None else second.step,
         unreachable="; ".join(unreachable) or None,
+        evidence=evidence,
+        extra=first.extra + second.extra,
     )

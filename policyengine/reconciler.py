@@ -63,6 +63,7 @@ class PolicyPlan:
     error: str | None = None  # the policy was skipped: why
     unreachable: str | None = None  # a dependency could not be reached: which
     status: ReleaseStatus | None = None  # the status after this decision
+    gate_evidence: str = ""  # what a gate measured (a load test's report), after the assessment
 
     @property
     def writes(self) -> bool:
@@ -70,7 +71,14 @@ class PolicyPlan:
 
     @property
     def evidence(self) -> str:
-        return evidence_markdown(self.assessment)
+        evidence = evidence_markdown(self.assessment)
+        if not self.gate_evidence:
+            return evidence
+        return (
+            f"{evidence.rstrip()}\n\n{self.gate_evidence}"
+            if evidence.strip()
+            else self.gate_evidence
+        )
 
 
 @dataclass(frozen=True)
@@ -284,11 +292,14 @@ def _plan_policy(
         current=current,
         unreachable=unreachable,
         status=status,
+        gate_evidence=gate.evidence if gate.applies_to(status) else "",
     )
     if not _changes_anything(status, outcome):
         return plan
     changes = _render(item, outcome.split, manifests) if not outcome.split.same_as(current) else {}
-    after = replace(apply(status, outcome, now), evidence=evidence_markdown(assessment))
+    after = replace(apply(status, outcome, now), evidence=plan.evidence)
+    if gate.extra and gate.applies_to(status):
+        after = replace(after, extra={**after.extra, **dict(gate.extra)})
     status_file = status_path(policy.key)
     changes[status_file] = dump_status(after)
     diffs = {

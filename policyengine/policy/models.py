@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from policyengine.policy.duration import DURATION_PATTERN
+from policyengine.policy.performance import PerformanceGate
 
 API_VERSION = "policyengine.io/v1alpha1"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -518,6 +519,13 @@ class ReleasePolicySpec(Model):
     write_back: WriteBack = Field(default_factory=WriteBack, description="How decisions reach Git.")
     argocd: ArgoCDGate | None = Field(
         default=None, description="Measure a step only after Argo CD has synced it."
+    )
+    performance: PerformanceGate | None = Field(
+        default=None,
+        description=(
+            "Load-test the candidate's own endpoint against SLOs before it gets traffic; a miss "
+            "rolls the release back with the report as evidence."
+        ),
     )
 
     @field_validator("versions")

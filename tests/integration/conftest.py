@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.mlserver import MLServer, running_mlserver
 from tests.support.prometheus import PrometheusServer
 
 
@@ -29,3 +30,12 @@ def prometheus_server(tmp_path: Path) -> Iterator[PrometheusServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServer]:
+    """A real MLServer 1.7.1 (iris, slow, stall) shared by the load-test modules.
+
+    Its stall model pauses the whole server for 1 s every 3 s here (every 10 s in the bench)."""
+    with running_mlserver(tmp_path_factory.mktemp("mlserver"), stall_period=3.0) as server:
+        yield server

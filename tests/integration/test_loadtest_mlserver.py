@@ -1,5 +1,5 @@
 """The load generator against a real KServe V2 server: MLServer 1.7.1 with mlserver-sklearn on
-127.0.0.1, over REST and gRPC (no stand-in). Assertions are about counts, errors, the achieved
+127.0.0.1, over REST and gRPC (no stand-in; the `mlserver` fixture is in conftest.py). Assertions are about counts, errors, the achieved
 rate and the median: tail percentiles vary too much on a shared machine for tight bounds.
 """
 
@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
-import pytest
 from click.testing import CliRunner
 
 from policyengine.cli import main
@@ -17,14 +15,7 @@ from policyengine.loadtest.payloads import from_metadata
 from policyengine.loadtest.runner import LoadTestConfig, run, run_closed_loop, run_loadtest
 from policyengine.loadtest.schedule import Schedule
 from policyengine.loadtest.v2rest import V2RestClient
-from tests.support.mlserver import IRIS_INPUTS, MLServer, running_mlserver
-
-
-@pytest.fixture(scope="module")
-def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServer]:
-    # The stalling model pauses the whole server for 1 s every 3 s here (every 10 s in the bench).
-    with running_mlserver(tmp_path_factory.mktemp("mlserver"), stall_period=3.0) as server:
-        yield server
+from tests.support.mlserver import IRIS_INPUTS, MLServer
 
 
 def test_rest_at_a_fixed_rate_sends_every_request_and_reaches_the_rate(mlserver: MLServer) -> None:
