@@ -1,0 +1,200 @@
+"""Load generator vs wrk on one real endpoint, and what a stall does to each.
+
+MLServer 1.7.1 (iris, scikit-learn) on 127.0.0.1 is measured at 200, 500 and 1,000 req/s by
+`policyengine loadtest` (open loop, latency from the intended send time) and by wrk 4.1.0 paced
+to the same rate by a Lua `delay()` schedule (closed loop: latency from the actual send). Then the
+coordinated-omission row: MLServer's `stall` model blocks the whole server for 1 s once every
+10 s; the paced wrk and the open loop run at the same rate and their p99 are compared.
+
+    python bench/loadtest.py --out loadtest.json [--rates 200,500,1000] [--seconds 10]
+                             [--stall-seconds 30] [--quick]
+
+Needs `make mlserver` (.venv-mlserver) and wrk (`make wrk`). Prints a Markdown table; writes the
+rows {tool, target_rps, achieved_rps, p50_ms, p99_ms, errors} as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from policyengine.loadtest.payloads import from_metadata
+from policyengine.loadtest.runner import LoadTestConfig, run_loadtest
+from policyengine.loadtest.schedule import Schedule
+from tests.support.mlserver import IRIS_INPUTS, running_mlserver
+
+# wrk paced to a rate: each request claims the next slot of this thread's schedule and waits for
+# it (LuaJIT's ffi for a millisecond clock). Like wrk2's pacing, but latency stays wrk's own:
+# from the actual send.
+PACED_WRK = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } pe_timespec;
+int clock_gettime(int clk_id, pe_timespec *tp);
+]]
+local ts = ffi.new("pe_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = BODY
+local interval = INTERVAL_MS
+local next_slot = nil
+function delay()
+  local now = now_ms()
+  if next_slot == nil then next_slot = now end
+  local slot = next_slot
+  next_slot = next_slot + interval
+  local wait = slot - now
+  if wait < 0 then return 0 end
+  return math.floor(wait + 0.5)
+end
+"""
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text.strip())
+    if match is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def run_wrk(
+    url: str, model: str, rate: float, seconds: float, body: str, connections: int
+) -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: make wrk")
+    script = PACED_WRK.replace("BODY", json.dumps(body)).replace("INTERVAL_MS", repr(1000.0 / rate))
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    try:
+        out = subprocess.run(
+            [
+                wrk,
+                "-t1",
+                f"-c{connections}",
+                f"-d{int(seconds)}s",
+                "--latency",
+                "-s",
+                handle.name,
+                f"{url}/v2/models/{model}/infer",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(handle.name)
+    percentiles = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
+    achieved = float(re.search(r"Requests/sec:\s+([0-9.]+)", out)[1])  # type: ignore[index]
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    errors = int(non_2xx[1]) if non_2xx else 0
+    errors += sum(int(n) for n in sockets.groups()) if sockets else 0
+    return {
+        "achieved_rps": round(achieved, 1),
+        "p50_ms": round(_ms(percentiles["50"]), 3),
+        "p99_ms": round(_ms(percentiles["99"]), 3),
+        "errors": errors,
+    }
+
+
+def run_open_loop(
+    url: str, model: str, rate: float, seconds: float, warmup: float
+) -> dict[str, Any]:
+    result = run_loadtest(
+        LoadTestConfig(
+            url=url,
+            protocol="v2-rest",
+            model=model,
+            schedule=Schedule(rate=rate, duration=seconds, warmup=warmup),
+        )
+    )
+    assert result.latency is not None
+    return {
+        "achieved_rps": round(result.achieved_rps, 1),
+        "sent_rps": round(result.sent_rps, 1),
+        "p50_ms": round(result.latency.percentiles["p50"], 3),
+        "p99_ms": round(result.latency.percentiles["p99"], 3),
+        "errors": result.error_count,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--rates", default="200,500,1000")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=8, help="wrk's connections")
+    parser.add_argument("--stall-rate", type=float, default=500.0)
+    parser.add_argument("--stall-seconds", type=float, default=30.0)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s per cell")
+    args = parser.parse_args()
+    seconds = 2.0 if args.quick else args.seconds
+    stall_seconds = 12.0 if args.quick else args.stall_seconds
+    rates = [float(r) for r in args.rates.split(",")]
+    body = json.dumps(from_metadata({"inputs": IRIS_INPUTS}))
+    rows: list[dict[str, Any]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-loadtest-") as folder,
+        running_mlserver(Path(folder), stall_period=10.0) as server,
+    ):
+        for rate in rates:
+            # wrk's own warm-up: a short run whose figures are dropped.
+            run_wrk(server.url, "iris", rate, max(1.0, args.warmup), body, args.connections)
+            wrk = run_wrk(server.url, "iris", rate, seconds, body, args.connections)
+            rows.append({"tool": "wrk (paced, closed loop)", "target_rps": rate, **wrk})
+            ours = run_open_loop(server.url, "iris", rate, seconds, args.warmup)
+            rows.append({"tool": "policyengine loadtest (open loop)", "target_rps": rate, **ours})
+            print(rows[-2], rows[-1], file=sys.stderr, flush=True)
+        rate = args.stall_rate
+        stall_wrk = run_wrk(server.url, "stall", rate, stall_seconds, body, args.connections)
+        rows.append({"tool": "wrk, server stalls 1 s every 10 s", "target_rps": rate, **stall_wrk})
+        stall_ours = run_open_loop(server.url, "stall", rate, stall_seconds, 0.0)
+        rows.append(
+            {
+                "tool": "policyengine, server stalls 1 s every 10 s",
+                "target_rps": rate,
+                **stall_ours,
+            }
+        )
+    args.out.write_text(json.dumps({"rows": rows}, indent=2) + "\n", encoding="utf-8")
+    print("| tool | target req/s | achieved req/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['tool']} | {row['target_rps']:g} | {row['achieved_rps']:.1f} | "
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} |"
+        )
+    for rate in rates:
+        wrk_row, ours_row = (
+            r for r in rows if r["target_rps"] == rate and "stalls" not in r["tool"]
+        )
+        print(
+            f"{rate:g} req/s: rate error {ours_row['achieved_rps'] / rate - 1:+.2%}, "
+            f"p50 vs wrk {ours_row['p50_ms'] / wrk_row['p50_ms'] - 1:+.1%}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
