@@ -105,6 +105,7 @@ class LoadTestResult:
     latency: Distribution | None
     histogram: tuple[Bucket, ...] = ()
     service_time: Distribution | None = None  # from the actual send: what a closed loop sees
+    send_lag: Distribution | None = None  # how late the generator sent, after the intended time
     ttft: Distribution | None = None  # streaming: time to the first token
     itl: Distribution | None = None  # streaming: gaps between tokens
     output_tokens: int = 0
@@ -146,6 +147,7 @@ class LoadTestResult:
             "rate_error": round(self.rate_error, 6),
             "latency_ms": dist(self.latency),
             "service_time_ms": dist(self.service_time),
+            "send_lag_ms": dist(self.send_lag),
             "ttft_ms": dist(self.ttft),
             "itl_ms": dist(self.itl),
             "output_tokens": self.output_tokens,
@@ -237,6 +239,7 @@ def _distribution_table(result: LoadTestResult) -> str:
     rows = [
         ("latency (from intended send)", result.latency),
         ("service time (from actual send)", result.service_time),
+        ("send lag (generator, behind schedule)", result.send_lag),
         ("time to first token", result.ttft),
         ("inter-token latency", result.itl),
     ]

@@ -55,6 +55,7 @@ class _Tally:
     service: Any = field(default_factory=new_histogram)
     ttft: Any = field(default_factory=new_histogram)
     itl: Any = field(default_factory=new_histogram)
+    lag: Any = field(default_factory=new_histogram)
     statuses: dict[str, int] = field(default_factory=dict)
     ok: int = 0
     sent: int = 0
@@ -91,6 +92,7 @@ async def run(
     async def one(body: Any, intended: float, measured: bool) -> None:
         sent = time.perf_counter()
         if measured:
+            record_seconds(tally.lag, max(0.0, sent - intended))
             tally.sent += 1
             tally.first_sent = sent if tally.first_sent is None else tally.first_sent
             tally.last_sent = sent
@@ -186,6 +188,7 @@ def _summarise(
         latency=Distribution.of(tally.latency),
         histogram=buckets(tally.latency),
         service_time=Distribution.of(tally.service),
+        send_lag=Distribution.of(tally.lag),
         ttft=ttft,
         itl=Distribution.of(tally.itl),
         output_tokens=tally.tokens,
