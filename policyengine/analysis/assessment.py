@@ -37,6 +37,9 @@ from policyengine.strategies.decision import TrafficSplit
 HARM_RHO_PER_MIN_EVENT = 0.3
 SAFETY_RHO_PER_MIN_EVENT = 5.0
 
+# Without maxIncrease, a relative margin never drops below this fraction of the objective's `max`.
+RELATIVE_FLOOR_OF_MAX = 0.1
+
 RELATIVE_CHECK = "vs baseline"
 RANGE_CHECK = "range"
 
@@ -65,7 +68,12 @@ def assess(
     """Verdicts for every candidate and objective, the reasons to hold, and this step's requests."""
     analysis = policy.spec.analysis
     interval = parse_duration(analysis.interval)
-    tests = sum(_harm_tests(objective, metrics) for objective in policy.spec.objectives)
+    candidates = assessed_candidates(policy, split)
+    # α is family-wise over every harm test of every candidate: with A/B/n, each candidate is
+    # another chance to roll back wrongly.
+    tests = len(candidates) * sum(
+        _harm_tests(objective, metrics) for objective in policy.spec.objectives
+    )
     min_events = float(max(analysis.min_events, 1))
     context = _Context(
         policy=policy,
@@ -101,11 +109,24 @@ def assess(
             objective.threshold if template is not None and template.type == "histogram" else None,
         )
         observation = observations.metrics.get(key)
-        for candidate in policy.spec.candidates:
-            outcome = _assess_objective(context, objective, template, observation, candidate.name)
+        for candidate in candidates:
+            outcome = _assess_objective(context, objective, template, observation, candidate)
             results.extend(outcome.results)
             hold_reasons.extend(r for r in outcome.hold_reasons if r not in hold_reasons)
     return Assessment(results=tuple(results), hold_reasons=tuple(hold_reasons), samples=samples)
+
+
+def assessed_candidates(policy: ReleasePolicy, split: TrafficSplit) -> list[str]:
+    """The candidates measured in this pass: the released one, and any other that receives live
+    or mirrored traffic. A version listed for later sits at weight 0 and has nothing to measure:
+    assessing it would hold the release for ever on "no requests measured"."""
+    released = policy.spec.candidates[0].name if policy.spec.candidates else None
+    weights = split.as_dict()
+    return [
+        c.name
+        for c in policy.spec.candidates
+        if c.name == released or weights.get(c.name, 0) > 0 or split.mirror_to == c.name
+    ]
 
 
 def _harm_tests(objective: Objective, metrics: dict[str, MetricTemplate]) -> int:
@@ -232,10 +253,20 @@ def _assess_proportion(
         results.append(relative)
     total = sum(w.total for w in candidate_windows)
     counts = [(w.events, w.total) for w in candidate_windows]
-    for bound in (objective.max, objective.min):
+    for upper_side, bound in ((True, objective.max), (False, objective.min)):
         if bound is None:
             continue
-        sequence = proportion_sequence(counts, context.levels, null_rate=bound)
+        levels = context.levels
+        if not upper_side:
+            # For a lower bound, harm is a rate below it: the upper side of the interval decides
+            # a rollback, so it gets α (and the harm ρ), the lower side β.
+            levels = Levels(
+                lower_alpha=levels.upper_alpha,
+                upper_alpha=levels.lower_alpha,
+                lower_rho=levels.upper_rho,
+                upper_rho=levels.lower_rho,
+            )
+        sequence = proportion_sequence(counts, levels, null_rate=bound)
         evidence = Evidence(
             estimate=sequence.estimate,
             lower=sequence.lower,
@@ -246,7 +277,7 @@ def _assess_proportion(
                 f"α={context.levels.lower_alpha:.3g}, β={context.levels.upper_alpha:g})"
             ),
         )
-        if bound == objective.max:
+        if upper_side:
             results.append(
                 _upper_bound_verdict(
                     context, objective, candidate, sequence, total, evidence, relative
@@ -264,13 +295,28 @@ def _rate(events: float, total: float) -> float:
 
 
 def _margin(objective: Objective, baseline_rate: float) -> float:
-    """The non-inferiority margin: the more lenient of the absolute and relative increases."""
+    """The declared tolerance m: the more lenient of `maxIncrease` and `maxRelativeIncrease` ×
+    the baseline's rate. Without `maxIncrease`, a relative margin has an absolute floor of
+    RELATIVE_FLOOR_OF_MAX × `max` (docs/statistics.md): 20 % of a 0.06 % rate is a difference no
+    schedule can prove, while a tenth of the bound the user accepts is provable and harmless."""
     margins = []
     if objective.max_increase is not None:
         margins.append(objective.max_increase)
     if objective.max_relative_increase is not None:
         margins.append(objective.max_relative_increase * baseline_rate)
+        if objective.max_increase is None and objective.max is not None and objective.max > 0:
+            margins.append(RELATIVE_FLOOR_OF_MAX * objective.max)
     return max(margins)
+
+
+def margin_of(objective: Objective, baseline_rate: float) -> float:
+    """The margin a relative objective tests against, at this baseline rate (for plan output)."""
+    return _margin(objective, baseline_rate)
+
+
+def describe_margin(margin: float) -> str:
+    """The tolerance in the user's words: "0.1 pp" for rates, the metric's unit otherwise."""
+    return f"{100 * margin:.3g} pp"
 
 
 def _relative_verdict(
@@ -291,12 +337,13 @@ def _relative_verdict(
         ),
     )
     expected = min(comparison.expected_candidate_events, comparison.expected_baseline_events)
-    if sequence.lower > 0:
-        # Valid at any sample size: while V is small next to ρ the boundary is wide, so this is
-        # also the catastrophic-failure rule below minEvents.
+    if sequence.lower > margin:
+        # Proven worse than the declared tolerance. Valid at any sample size: while V is small
+        # next to ρ the boundary is wide, so this is also the catastrophic rule below minEvents.
         verdict, reason = (
             Verdict.FAIL,
-            f"{candidate} is worse than {context.baseline}: Δ ≥ {sequence.lower:.4g} > 0",
+            f"{candidate} is worse than {context.baseline} by more than the allowed "
+            f"{describe_margin(margin)}: Δ ≥ {sequence.lower:.4g} > {margin:.4g}",
         )
     elif expected < context.min_events:
         verdict, reason = (
@@ -382,15 +429,14 @@ def _lower_bound_verdict(
 
 
 GAUGE_RECENT_WINDOWS = 3
+# A gauge passes only on at least this many values from the current step: one value is one batch
+# of predictions, and a value from before the step describes other weights.
+GAUGE_MIN_VALUES = 3
 
 
 def _recent(points: tuple[GaugePoint, ...], context: _Context) -> list[GaugePoint]:
-    """The gauge values of the current step; the latest one before it when the step has none."""
-    seen = [p for p in points if p.at <= context.now]
-    in_step = [p for p in seen if p.at >= context.step_started_at]
-    if in_step:
-        return in_step
-    return [max(seen, key=lambda p: p.at)] if seen else []
+    """The gauge values of the current step (never older ones)."""
+    return [p for p in points if context.step_started_at <= p.at <= context.now]
 
 
 def _assess_gauge(
@@ -400,7 +446,7 @@ def _assess_gauge(
     checked as values against their range, not tested as means."""
     recent = _recent(observation.gauges.get(candidate, ()), context)
     if not recent:
-        reason = f"no data: no value of {observation.metric} for {candidate}"
+        reason = f"no data: no value of {observation.metric} for {candidate} in this step"
         return _unusable(objective, candidate, Verdict.INCONCLUSIVE, reason, hold=True, gauge=True)
     values = [p.value for p in recent]
     mean = math.fsum(values) / len(values)
@@ -409,7 +455,9 @@ def _assess_gauge(
     if objective.max_increase is not None or objective.max_relative_increase is not None:
         baseline_recent = _recent(observation.gauges.get(context.baseline, ()), context)
         if not baseline_recent:
-            reason = f"no data: no value of {observation.metric} for {context.baseline}"
+            reason = (
+                f"no data: no value of {observation.metric} for {context.baseline} in this step"
+            )
             results.append(
                 _result(objective, candidate, Verdict.INCONCLUSIVE, reason, RELATIVE_CHECK)
             )
@@ -425,17 +473,14 @@ def _assess_gauge(
                 test="difference of recent means",
             )
             worse = mean - baseline > margin
-            results.append(
-                _result(
-                    objective,
-                    candidate,
-                    Verdict.FAIL if worse else Verdict.PASS,
-                    f"increase {mean - baseline:.4g} {'above' if worse else 'within'} margin "
-                    f"{margin:.4g}",
-                    RELATIVE_CHECK,
-                    evidence,
-                )
+            verdict = Verdict.FAIL if worse else Verdict.PASS
+            reason = (
+                f"increase {mean - baseline:.4g} {'above' if worse else 'within'} margin "
+                f"{margin:.4g}"
             )
+            if not worse and min(len(values), len(baseline_recent)) < GAUGE_MIN_VALUES:
+                verdict, reason = Verdict.INCONCLUSIVE, _too_few_values(values, baseline_recent)
+            results.append(_result(objective, candidate, verdict, reason, RELATIVE_CHECK, evidence))
     if objective.max is not None or objective.min is not None:
         low = -math.inf if objective.min is None else objective.min
         high = math.inf if objective.max is None else objective.max
@@ -460,6 +505,8 @@ def _assess_gauge(
             )
         elif not low <= mean <= high:
             verdict, reason = Verdict.FAIL, f"mean {mean:.4g} outside {text}"
+        elif len(values) < GAUGE_MIN_VALUES:
+            verdict, reason = Verdict.INCONCLUSIVE, _too_few_values(values)
         elif all(low <= v <= high for v in values):
             verdict, reason = Verdict.PASS, f"all recent values within {text}"
         else:
@@ -469,6 +516,11 @@ def _assess_gauge(
             )
         results.append(_result(objective, candidate, verdict, reason, RANGE_CHECK, evidence))
     return _ObjectiveOutcome(tuple(results), tuple(holds))
+
+
+def _too_few_values(*series: list[float] | list[GaugePoint]) -> str:
+    fewest = min(len(values) for values in series)
+    return f"only {fewest} value(s) in this step, {GAUGE_MIN_VALUES} needed to pass"
 
 
 def _step_requests(
@@ -503,8 +555,8 @@ def _sample_ratio_mismatch(
     if not starts:
         return None
     requests = {name: [per.get(s, 0.0) for s in starts] for name, per in counts.items()}
-    result = sample_ratio(requests, weights)
-    if result is None or result.p_value >= p_value:
+    result = sample_ratio(requests, weights, p_value)
+    if result is None or not result.mismatch:
         return None
     return result.describe()
 

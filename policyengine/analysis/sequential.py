@@ -117,8 +117,10 @@ def compare_proportions(
     """Stratified comparison from (baseline events, baseline total, candidate events, candidate
     total) per concurrent window, in time order.
 
-    The lower bound inverts the harm test (is Δ > 0?), so its variance is the one under Δ = 0:
-    p̄(1−p̄)·W with the pooled rate p̄. The upper bound uses the variance
+    The lower bound inverts the harm test. Without a margin it asks "is Δ > 0?", so its variance
+    is the one under Δ = 0: p̄(1−p̄)·W with the pooled rate p̄. With a margin m it asks "is Δ > m?"
+    (worse than the declared tolerance), so its variance is the one at Δ = m, the candidate's rate
+    at q_B + m — the same variance the upper bound uses. The upper bound uses the variance
     Σ w_k²·(q_C(1−q_C)/n_C + q_B(1−q_B)/n_B), with each version's own rate q — and, with a margin,
     q_C at least q_B + m, the candidate's rate under the hypothesis a promotion rejects: a
     candidate that shows few events early must not also claim a small variance.
@@ -158,16 +160,18 @@ def compare_proportions(
         pooled = _shrunk_rate(events_b + events_c, total_b + total_c)
         q_c = _shrunk_rate(events_c, total_c)
         q_b = _shrunk_rate(events_b, total_b)
-        null_variance = pooled * (1.0 - pooled) * weight
-        below = one_sided_boundary(null_variance, levels.lower_rho, levels.lower_alpha, 1.0)
-        lower = max(lower, (score - below) / weight)
         if margin is not None and margin > 0:
             q_c = max(q_c, min(q_b + margin, 0.5))
             variance = q_c * (1.0 - q_c) * baseline_share + q_b * (1.0 - q_b) * candidate_share
+            below = one_sided_boundary(variance, levels.lower_rho, levels.lower_alpha, 1.0)
+            lower = max(lower, (score - below) / weight)
             step = SPRT_STEP * margin
             shift = step / 2.0 + log_upper * variance / (weight * weight * step)
             upper = min(upper, score / weight + shift)
         else:
+            null_variance = pooled * (1.0 - pooled) * weight
+            below = one_sided_boundary(null_variance, levels.lower_rho, levels.lower_alpha, 1.0)
+            lower = max(lower, (score - below) / weight)
             variance = q_c * (1.0 - q_c) * baseline_share + q_b * (1.0 - q_b) * candidate_share
             above = one_sided_boundary(variance, levels.upper_rho, levels.upper_alpha)
             upper = min(upper, (score + above) / weight)

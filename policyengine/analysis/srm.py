@@ -56,13 +56,25 @@ def chi_square_survival(statistic: float, degrees_of_freedom: int) -> float:
 
 @dataclass(frozen=True)
 class SampleRatio:
-    """Observed and expected requests per version, and the χ² test between them."""
+    """Observed and expected requests per version, and the χ² test between them.
+
+    The statistic sums one χ² per window (k windows, (versions − 1)·k degrees of freedom), so
+    imbalances in opposite directions in two windows add up instead of cancelling. `threshold`
+    is the p-value under which this look is a mismatch: the policy's srmPValue spent over the
+    looks, p/(k(k+1)) at the k-th window (Σ 1/(k(k+1)) = 1), so looking again at every new
+    window keeps the false-hold rate of a step at srmPValue.
+    """
 
     observed: dict[str, float]
     expected: dict[str, float]
     statistic: float
     p_value: float
     windows: int
+    threshold: float = 0.0
+
+    @property
+    def mismatch(self) -> bool:
+        return self.p_value < self.threshold
 
     def describe(self) -> str:
         total = sum(self.observed.values()) or 1.0
@@ -76,12 +88,18 @@ class SampleRatio:
         )
         return (
             f"sample ratio mismatch: observed {observed}; expected {expected} from the weights "
-            f"in Git (χ² {self.statistic:.1f}, p {self.p_value:.2g}, {self.windows} windows)"
+            f"in Git (χ² {self.statistic:.1f} over {self.windows} windows, p {self.p_value:.2g} "
+            f"< {self.threshold:.2g})"
         )
 
 
+def look_threshold(p_value: float, looks: int) -> float:
+    """The p-value threshold of the `looks`-th look when p_value is spent over every look."""
+    return p_value / (looks * (looks + 1))
+
+
 def sample_ratio(
-    requests: Mapping[str, Sequence[float]], weights: Mapping[str, int]
+    requests: Mapping[str, Sequence[float]], weights: Mapping[str, int], p_value: float = 0.001
 ) -> SampleRatio | None:
     """Test per-window request counts (aligned lists per version) against the weights.
 
@@ -95,6 +113,7 @@ def sample_ratio(
     windows = min(len(requests[name]) for name in names)
     observed = dict.fromkeys(names, 0.0)
     expected = dict.fromkeys(names, 0.0)
+    statistic = 0.0
     used = 0
     for k in range(windows):
         in_window = sum(requests[name][k] for name in names)
@@ -102,15 +121,17 @@ def sample_ratio(
             continue
         used += 1
         for name in names:
+            wanted = weights[name] / share * in_window
             observed[name] += requests[name][k]
-            expected[name] += weights[name] / share * in_window
+            expected[name] += wanted
+            statistic += (requests[name][k] - wanted) ** 2 / wanted
     if used == 0:
         return None
-    statistic = sum((observed[n] - expected[n]) ** 2 / expected[n] for n in names)
     return SampleRatio(
         observed=observed,
         expected=expected,
         statistic=statistic,
-        p_value=chi_square_survival(statistic, len(names) - 1),
+        p_value=chi_square_survival(statistic, used * (len(names) - 1)),
         windows=used,
+        threshold=look_threshold(p_value, used),
     )

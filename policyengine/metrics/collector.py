@@ -238,7 +238,49 @@ def collect(
         if result.status is DataStatus.UNREACHABLE:
             unreachable = result
         results[query.key] = result
+    if unreachable is None:
+        results.update(_absent_families(provider, needs, plan, results))
     return observations_from(needs, results)
+
+
+def _absent_families(
+    provider: MetricsProvider,
+    needs: Sequence[MetricNeed],
+    plan: QueryPlan,
+    results: Mapping[QueryKey, QueryResult],
+) -> dict[QueryKey, QueryResult]:
+    """Event queries that matched nothing, turned into query errors when a metric they select
+    does not exist at all.
+
+    No error series is zero errors only while the counter family exists: ModelMesh creates the
+    `code!="OK"` series on the first failure. A family with no series at all — a misspelt name
+    in a metric set, a metric renamed by an upgrade — is not zero errors, and must never pass.
+    """
+    event_keys = {query_key(n, "events") for n in needs if "events" in n.roles()}
+    changed: dict[QueryKey, QueryResult] = {}
+    for query in plan.queries:
+        result = results.get(query.key)
+        if query.key not in event_keys or result is None or result.status is not DataStatus.NO_DATA:
+            continue
+        lookback = max(1, round((query.end - query.start + query.step).total_seconds()))
+        for name in sorted(promql.metric_names(query.key.template)):
+            probe = (
+                f'count(last_over_time({{__name__="{promql.escape_string_content(name)}"}}'
+                f"[{lookback}s]))"
+            )
+            found = provider.query(probe, query.end)
+            if found.status is DataStatus.UNREACHABLE:
+                changed[query.key] = found
+                break
+            if found.status is DataStatus.NO_DATA:
+                changed[query.key] = QueryResult(
+                    DataStatus.QUERY_ERROR,
+                    message=f"metric {name!r} has no series at all at {provider.url} "
+                    f"(a misspelt name, or a metric renamed by an upgrade?): {query.promql}",
+                    query=query.promql,
+                )
+                break
+    return changed
 
 
 def observations_from(

@@ -137,6 +137,50 @@ def render(
     )
 
 
+_KEYWORDS = frozenset(
+    {
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "offset",
+        "inf",
+        "nan",
+        "atan2",
+    }
+)
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_LABEL_LIST = re.compile(
+    r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
+)
+_IDENTIFIER = re.compile(r"(?<![\w:.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])(\s*\()?")
+
+
+def metric_names(template: str) -> frozenset[str]:
+    """The metric names a PromQL template selects (`name{...}` or a bare `name`), without its
+    functions, keywords, label names, strings and placeholders: what must exist in Prometheus
+    for the template to mean anything. A lexical scan, enough for the selectors templates use."""
+    text = re.sub(r"\$\{\w+\}|\$\w+", " ", template)
+    text = _STRING.sub(" ", text)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = _LABEL_LIST.sub(" ", text)
+    text = re.sub(r"\boffset\s+\S+", " ", text, flags=re.IGNORECASE)
+    names = set()
+    for match in _IDENTIFIER.finditer(text):
+        name, call = match.group(1), match.group(2)
+        if call or name.lower() in _KEYWORDS:
+            continue
+        names.add(name)
+    return frozenset(names)
+
+
 def _require_label_name(label: str) -> None:
     if not LABEL_NAME.fullmatch(label):
         raise ValueError(f"not a Prometheus label name: {label!r}")

@@ -52,17 +52,8 @@ def decide(
             Phase.PROGRESSING,
             VALIDATING,
         )
-    if (waiting := hold_for_data(status, assessment)) is not None:
-        return waiting
-
     # The window runs from the moment the validation split was written (the release's first pass).
     validated = now - status.step_started_at
-    if validated < window:
-        return hold(
-            status,
-            f"validating {candidate}: {describe_duration(validated)} of "
-            f"{describe_duration(window)}",
-        )
     why = objectives_passed(policy, "no objectives, switched on time alone")
     switch = Outcome(
         Decision.PROMOTE,
@@ -72,6 +63,15 @@ def decide(
         Phase.SUCCEEDED,
         SWITCHED,
     )
+    over = switch if validated >= window else None
+    if (waiting := hold_for_data(policy, status, assessment, now, over)) is not None:
+        return waiting
+    if validated < window:
+        return hold(
+            status,
+            f"validating {candidate}: {describe_duration(validated)} of "
+            f"{describe_duration(window)}",
+        )
     gap = (
         samples_gap(strategy.min_samples, [candidate], assessment) if strategy.min_samples else None
     )

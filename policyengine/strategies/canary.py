@@ -44,25 +44,14 @@ def decide(
             Phase.PROGRESSING,
             0,
         )
-    if (waiting := hold_for_data(status, assessment)) is not None:
-        return waiting
-
     # A policy edited to fewer steps mid-release continues from its last step.
     step = min(status.step, total - 1)
     at = f"step {step + 1}/{total} ({weights[step]} %)"
     dwell = parse_duration(strategy.min_dwell)
     held = now - status.step_started_at
-    if held < dwell:
-        return hold(status, f"{at} held {describe_duration(held)} of {describe_duration(dwell)}")
-
-    serving = [name for name, weight in status.split.weights if weight > 0]
-    if strategy.min_samples and (short := samples_gap(strategy.min_samples, serving, assessment)):
-        # The inconclusive clock applies: a step that never gets traffic must not wait forever.
-        return conclude_or_wait(policy, status, now, _promotion(policy, at, total), f"{at} {short}")
-
     if step < total - 1:
         following = weights[step + 1]
-        return Outcome(
+        move = Outcome(
             Decision.ADVANCE,
             f"step {step + 2}/{total} sends {following} % to {candidate} after {at} held "
             f"{describe_duration(held)} with no objective failing",
@@ -70,8 +59,23 @@ def decide(
             Phase.PROGRESSING,
             step + 1,
         )
+    else:
+        move = _promotion(policy, at, total)
+    if waiting := hold_for_data(policy, status, assessment, now, move if held >= dwell else None):
+        return waiting
+    if held < dwell:
+        return hold(status, f"{at} held {describe_duration(held)} of {describe_duration(dwell)}")
+
+    serving = [name for name, weight in status.split.weights if weight > 0]
+    if strategy.min_samples and (short := samples_gap(strategy.min_samples, serving, assessment)):
+        # The inconclusive clock applies: a step that never gets traffic must not wait forever.
+        # onInconclusive promote then moves to the next step, never past the schedule: only the
+        # last step promotes.
+        return conclude_or_wait(policy, status, now, move, f"{at} {short}")
+    if step < total - 1:
+        return move
     gap = evidence_gap(policy, assessment)
-    return conclude_or_wait(policy, status, now, _promotion(policy, at, total), gap)
+    return conclude_or_wait(policy, status, now, move, gap)
 
 
 def _promotion(policy: ReleasePolicy, at: str, total: int) -> Outcome:

@@ -61,11 +61,23 @@ def preempt(policy: ReleasePolicy, status: ReleaseStatus, assessment: Assessment
     return None
 
 
-def hold_for_data(status: ReleaseStatus, assessment: Assessment) -> Outcome | None:
-    """Missing data, a sample-ratio mismatch or a provider down: never move on such evidence."""
-    if assessment.hold_reasons:
-        return hold(status, "holding: " + "; ".join(assessment.hold_reasons))
-    return None
+def hold_for_data(
+    policy: ReleasePolicy,
+    status: ReleaseStatus,
+    assessment: Assessment,
+    now: datetime,
+    success: Outcome | None,
+) -> Outcome | None:
+    """Missing data, a sample-ratio mismatch or a provider down: never move on such evidence —
+    but not for ever either: past `analysis.maxDuration`, `onInconclusive` applies as it does to
+    any evidence that stays inconclusive. `success` is the move the strategy would make on
+    complete evidence, None while its own clock (dwell, window) still runs."""
+    if not assessment.hold_reasons:
+        return None
+    reason = "holding: " + "; ".join(assessment.hold_reasons)
+    if success is None:
+        return hold(status, reason)
+    return conclude_or_wait(policy, status, now, success, reason)
 
 
 def evidence_gap(policy: ReleasePolicy, assessment: Assessment) -> str | None:

@@ -46,16 +46,7 @@ def decide(
             Phase.PROGRESSING,
             MIRRORING,
         )
-    if (waiting := hold_for_data(status, assessment)) is not None:
-        return waiting
-
     observed = now - status.step_started_at
-    if observed < window:
-        return hold(
-            status,
-            f"mirroring {share} to {candidate}: observed {describe_duration(observed)} of "
-            f"{describe_duration(window)}",
-        )
     why = objectives_passed(policy, "no objectives, observation window over")
     # A mirror has nothing to switch: success is recorded, and the mirror turned off.
     finished = Outcome(
@@ -65,6 +56,15 @@ def decide(
         Phase.SUCCEEDED,
         MIRRORING,
     )
+    over = finished if observed >= window else None
+    if (waiting := hold_for_data(policy, status, assessment, now, over)) is not None:
+        return waiting
+    if observed < window:
+        return hold(
+            status,
+            f"mirroring {share} to {candidate}: observed {describe_duration(observed)} of "
+            f"{describe_duration(window)}",
+        )
     gap = (
         samples_gap(strategy.min_samples, [candidate], assessment) if strategy.min_samples else None
     )

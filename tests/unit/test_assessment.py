@@ -286,7 +286,7 @@ def test_gauge_without_values_holds() -> None:
 
 def test_gauge_relative_to_the_baseline() -> None:
     def points(value: float) -> tuple[GaugePoint, ...]:
-        return (GaugePoint(START, value),)
+        return tuple(GaugePoint(START + k * MINUTE, value) for k in range(3))
 
     policy = _policy({"metric": "spd", "maxIncrease": 0.05})
     worse = MetricObservation(
@@ -295,10 +295,10 @@ def test_gauge_relative_to_the_baseline() -> None:
     same = MetricObservation(
         "spd", "gauge", DataStatus.OK, gauges={"v1": points(0.01), "v2": points(0.02)}
     )
-    assert _verdicts(_assess(policy, worse, 1, key="spd", traffic={})) == {
+    assert _verdicts(_assess(policy, worse, 3, key="spd", traffic={})) == {
         "vs baseline": Verdict.FAIL
     }
-    assert _verdicts(_assess(policy, same, 1, key="spd", traffic={})) == {
+    assert _verdicts(_assess(policy, same, 3, key="spd", traffic={})) == {
         "vs baseline": Verdict.PASS
     }
 

@@ -197,3 +197,22 @@ def test_literal_dollar_is_written_twice() -> None:
 def test_render_refuses_bad_windows(window: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         promql.render("m[${window}]", selector="", group_by_labels="v", window=window)
+
+
+@pytest.mark.parametrize(
+    ("template", "names"),
+    [
+        (
+            'sum by (${groupBy}) (increase(modelmesh_api_request_milliseconds_count{${selector}, code!="OK"}[${window}]))',
+            {"modelmesh_api_request_milliseconds_count"},
+        ),
+        (
+            "sum(increase(errors_total[${window}])) / on(pod) group_left sum(x:rate5m offset 5m) > bool 3",
+            {"errors_total", "x:rate5m"},
+        ),
+        ('histogram_quantile(0.99, sum by (le) (rate(http_bucket{a="b}"}[5m])))', {"http_bucket"}),
+        ("vector(1e3) and on() up", {"up"}),
+    ],
+)
+def test_metric_names_are_the_selected_families(template: str, names: set[str]) -> None:
+    assert promql.metric_names(template) == names

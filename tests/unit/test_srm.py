@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
-from policyengine.analysis.srm import chi_square_survival, regularized_upper_gamma, sample_ratio
+from policyengine.analysis.srm import (
+    chi_square_survival,
+    look_threshold,
+    regularized_upper_gamma,
+    sample_ratio,
+)
 
 
 @pytest.mark.parametrize(
@@ -45,16 +51,36 @@ def test_sample_ratio(
 ) -> None:
     result = sample_ratio(requests, weights)
     assert result is not None
-    assert (result.p_value < 0.001) is mismatch
+    assert result.mismatch is mismatch
     assert sum(result.expected.values()) == pytest.approx(sum(result.observed.values()))
 
 
-def test_expected_counts_follow_the_weights_per_window() -> None:
+def test_opposite_imbalances_in_two_windows_do_not_cancel() -> None:
+    # Pooled, 900/100 then 100/900 is a perfect 1000/1000 (p = 1): tested per window, a mismatch.
     result = sample_ratio({"v1": [900.0, 100.0], "v2": [100.0, 900.0]}, {"v1": 50, "v2": 50})
     assert result is not None
     assert result.expected == {"v1": 1000.0, "v2": 1000.0}
-    assert result.p_value == pytest.approx(1.0)
+    assert result.mismatch and result.p_value < 1e-100
     assert "expected v1 50.0 %" in result.describe()
+    assert "over 2 windows" in result.describe()
+
+
+def test_repeated_looks_spend_the_p_value() -> None:
+    # The k-th look tests at p/(k(k+1)): over all looks of a step the false-hold rate is ≤ p.
+    assert look_threshold(0.001, 1) == pytest.approx(0.0005)
+    assert sum(look_threshold(0.001, k) for k in range(1, 100_000)) < 0.001
+    # A split followed exactly except for noise never holds, however many windows are looked at.
+    rng = random.Random(7)
+    false_holds = 0
+    for _ in range(200):
+        v2 = [float(sum(rng.random() < 0.1 for _ in range(300))) for _ in range(20)]
+        v1 = [300.0 - x for x in v2]
+        for looks in range(1, 21):
+            result = sample_ratio({"v1": v1[:looks], "v2": v2[:looks]}, {"v1": 90, "v2": 10})
+            if result is not None and result.mismatch:
+                false_holds += 1
+                break
+    assert false_holds <= 2
 
 
 @pytest.mark.parametrize(

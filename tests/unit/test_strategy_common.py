@@ -201,14 +201,42 @@ def test_rollback_beats_hold_when_both_fail(strategy: str) -> None:
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
-def test_hold_reasons_hold_even_when_everything_passes_and_time_is_up(strategy: str) -> None:
-    policy = make_policy(strategy)
+def test_hold_reasons_hold_even_when_everything_passes(strategy: str) -> None:
+    policy = make_policy(strategy, on_inconclusive="promote")
     status = started(policy)
     suspect = assessment(Verdict.PASS, hold_reasons=("sample-ratio mismatch p=1e-06", "no data"))
-    outcome = decide(policy, status, suspect, T0 + timedelta(hours=10))
+    outcome = decide(policy, status, suspect, T0 + timedelta(hours=1))
     assert outcome.decision is Decision.HOLD
-    assert outcome.reason == "holding: sample-ratio mismatch p=1e-06; no data"
+    assert outcome.reason.startswith("holding: sample-ratio mismatch p=1e-06; no data")
     assert (outcome.split, outcome.phase) == (status.split, status.phase)
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+@pytest.mark.parametrize(
+    ("on_inconclusive", "decision", "phase"),
+    [
+        ("hold", Decision.HOLD, Phase.INCONCLUSIVE),
+        ("rollback", Decision.ROLLBACK, Phase.FAILED),
+        ("promote", None, None),
+    ],
+)
+def test_max_duration_bounds_holds_for_missing_data_and_sample_ratio(
+    strategy: str, on_inconclusive: str, decision: Decision | None, phase: Phase | None
+) -> None:
+    # A hold for missing data or a sample-ratio mismatch is inconclusive evidence like any other:
+    # past maxDuration onInconclusive applies (it used to hold for ever).
+    policy = make_policy(strategy, on_inconclusive=on_inconclusive)
+    status = started(policy)
+    suspect = assessment(Verdict.PASS, hold_reasons=("sample-ratio mismatch p=1e-06",))
+    outcome = decide(policy, status, suspect, T0 + timedelta(hours=10))
+    assert "no conclusion after 10h (maxDuration 2h)" in outcome.reason
+    assert "sample-ratio mismatch p=1e-06" in outcome.reason
+    if decision is None:
+        # promote: the strategy's next move, never a hold
+        assert outcome.decision in (Decision.ADVANCE, Decision.PROMOTE, Decision.DONE)
+        assert outcome.phase in (Phase.PROGRESSING, Phase.SUCCEEDED)
+    else:
+        assert (outcome.decision, outcome.phase) == (decision, phase)
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
