@@ -161,10 +161,15 @@ def compare_proportions(
         q_c = _shrunk_rate(events_c, total_c)
         q_b = _shrunk_rate(events_b, total_b)
         if margin is not None and margin > 0:
-            q_c = max(q_c, min(q_b + margin, 0.5))
-            variance = q_c * (1.0 - q_c) * baseline_share + q_b * (1.0 - q_b) * candidate_share
-            below = one_sided_boundary(variance, levels.lower_rho, levels.lower_alpha, 1.0)
+            # Harm: the variance at the null's edge Δ = m, whatever the candidate shows.
+            q_null = min(q_b + margin, 0.5)
+            null_variance = (
+                q_null * (1.0 - q_null) * baseline_share + q_b * (1.0 - q_b) * candidate_share
+            )
+            below = one_sided_boundary(null_variance, levels.lower_rho, levels.lower_alpha, 1.0)
             lower = max(lower, (score - below) / weight)
+            q_c = max(q_c, q_null)
+            variance = q_c * (1.0 - q_c) * baseline_share + q_b * (1.0 - q_b) * candidate_share
             step = SPRT_STEP * margin
             shift = step / 2.0 + log_upper * variance / (weight * weight * step)
             upper = min(upper, score / weight + shift)
