@@ -17,6 +17,16 @@ _PSEUDO_EVENTS = 0.5
 # median; 0.7 shortens the slow tail that decides whether most equal candidates are promoted
 # within the hour (docs/statistics.md, tuning).
 SPRT_STEP = 0.7
+# The catastrophic rule: beside the normal mixture (power at every effect size), the harm side
+# runs an SPRT of Δ = m against Δ = m + CATASTROPHIC_STEP·m — ten times the tolerance, three times
+# the baseline's rate under a 20 % margin — which proves such harm within a minute or two.
+# The SPRT gets CATASTROPHIC_ALPHA_SHARE of the harm test's α, the mixture the rest.
+CATASTROPHIC_STEP = 10.0
+CATASTROPHIC_ALPHA_SHARE = 0.5
+# Counts of rare events are skewed: the SPRT's boundary gets ln(1/α)/6 events more (the
+# Bernstein term of the mixture, in the SPRT's log units), so six errors in sixty requests do
+# not roll back a candidate at 10 req/s.
+CATASTROPHIC_SKEW = 1.0 / 6.0
 
 
 def mixture_boundary(variance: float, rho: float, alpha: float) -> float:
@@ -139,6 +149,8 @@ def compare_proportions(
     events_b = total_b = events_c = total_c = expected_c = 0.0
     lower, upper = -math.inf, math.inf
     log_upper = math.log(1.0 / levels.upper_alpha)
+    mixture_alpha = levels.lower_alpha * (1.0 - CATASTROPHIC_ALPHA_SHARE)
+    log_harm = math.log(1.0 / (levels.lower_alpha * CATASTROPHIC_ALPHA_SHARE))
     used = 0
     for e_b, n_b, e_c, n_c in windows:
         if n_b <= 0 or n_c <= 0:
@@ -166,8 +178,12 @@ def compare_proportions(
             null_variance = (
                 q_null * (1.0 - q_null) * baseline_share + q_b * (1.0 - q_b) * candidate_share
             )
-            below = one_sided_boundary(null_variance, levels.lower_rho, levels.lower_alpha, 1.0)
+            below = one_sided_boundary(null_variance, levels.lower_rho, mixture_alpha, 1.0)
             lower = max(lower, (score - below) / weight)
+            harm_step = CATASTROPHIC_STEP * margin
+            sprt = harm_step / 2.0 + log_harm * null_variance / (weight * weight * harm_step)
+            sprt += CATASTROPHIC_SKEW * log_harm / weight
+            lower = max(lower, score / weight - sprt)
             q_c = max(q_c, q_null)
             variance = q_c * (1.0 - q_c) * baseline_share + q_b * (1.0 - q_b) * candidate_share
             step = SPRT_STEP * margin
