@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import signal
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +14,8 @@ from typing import Any
 import click
 
 from policyengine import __version__
+from policyengine.controller.loop import Controller
+from policyengine.controller.server import ControllerServer, ServerSettings, webhook_secret
 from policyengine.errors import PolicyEngineError
 from policyengine.gatekeeper import Gatekeeper, cluster_reader, forge_factory
 from policyengine.gitops.forges import FORGE_KINDS
@@ -307,22 +307,99 @@ def reconcile(
 
 def _loop(engine: Engine, interval: float) -> None:
     """Pass after pass; a signal lets the running pass finish, then the loop ends."""
-    stopping = threading.Event()
+    controller = Controller(
+        engine,
+        interval,
+        report=_report_pass,
+        # A pass that cannot reach Git or Prometheus is retried on the next tick, not fatal.
+        report_error=lambda message: click.echo(f"error: {message}", err=True),
+    )
+    _stop_on_signals(controller)
+    controller.run()
 
+
+def _stop_on_signals(controller: Controller) -> None:
     def stop(signum: int, _frame: object) -> None:
         click.echo(f"received {signal.Signals(signum).name}: finishing the pass", err=True)
-        stopping.set()
+        controller.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while not stopping.is_set():
-        try:
-            _report_pass(engine.reconcile_once(datetime.now(UTC)))
-        except PolicyEngineError as error:
-            # A pass that cannot reach Git or Prometheus is retried on the next tick, not fatal.
-            click.echo(f"error: {error}", err=True)
-        # Jitter spreads replicas and avoids lockstep with Argo CD's own polling.
-        stopping.wait(interval * random.uniform(0.9, 1.1))
+
+
+@main.command()
+@engine_options
+@gate_options
+@click.option(
+    "--write",
+    type=click.Choice([mode.value for mode in WriteMode]),
+    help="Override every policy's writeBack.mode: commit to the branch, or pull-request.",
+)
+@click.option(
+    "--interval",
+    "interval_text",
+    default="30s",
+    show_default=True,
+    envvar="POLICYENGINE_INTERVAL",
+    help="Time between passes when no webhook arrives [env POLICYENGINE_INTERVAL].",
+)
+@click.option(
+    "--listen",
+    default="0.0.0.0:8080",
+    show_default=True,
+    envvar="POLICYENGINE_LISTEN",
+    help="HOST:PORT of /metrics, /healthz, /readyz and /webhooks/{github,gitlab,gitea} "
+    "(port 0: any free port, printed at start). The webhook secret: "
+    "POLICYENGINE_WEBHOOK_SECRET or POLICYENGINE_WEBHOOK_SECRET_FILE.",
+)
+def run(
+    repo: str,
+    branch: str,
+    cache_dir: Path | None,
+    prometheus_url: str | None,
+    now_text: str | None,
+    interval_text: str,
+    listen: str,
+    **gate: Any,
+) -> None:
+    """Run in the cluster: the reconcile loop, forge webhooks, /metrics and health probes.
+
+    A pass runs every --interval and at once when a signed push or merged pull request arrives
+    on /webhooks/<forge>. SIGTERM lets the running pass finish, then exits 0.
+    """
+    if now_text is not None:
+        raise click.UsageError("--now applies to one pass: use it with reconcile --once")
+    try:
+        interval = parse_duration(interval_text).total_seconds()
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--interval") from None
+    host, _, port_text = listen.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--listen")
+    engine = _engine(repo, branch, cache_dir, prometheus_url, gate)
+    controller = Controller(
+        engine,
+        interval,
+        report=_report_pass,
+        report_error=lambda message: click.echo(f"error: {message}", err=True),
+    )
+    settings = ServerSettings(
+        host=host,
+        port=int(port_text),
+        webhook_secret=webhook_secret(),
+        branch=branch,
+        stuck_after=max(600.0, 10 * interval),
+    )
+    server = ControllerServer(controller, settings)
+    server.start()
+    click.echo(f"listening on {host}:{server.port}")
+    if not settings.webhook_secret:
+        click.echo("no webhook secret set: every webhook is refused with 401", err=True)
+    _stop_on_signals(controller)
+    try:
+        controller.run()
+    finally:
+        server.stop()
 
 
 def _report_pass(result: PassResult) -> None:

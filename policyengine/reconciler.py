@@ -131,11 +131,13 @@ def plan_pass(
     load_errors: Sequence[PolicyIssue] = (),
     gates: Mapping[str, PolicyGate] | None = None,
     cache: DocumentCache | None = None,
+    trailers: Mapping[str, str] | None = None,
 ) -> PassPlan:
     """Decide every policy as of `now` from the files under `root`; writes nothing.
 
     `gates`: what Argo CD and the forge said per policy (gatekeeper.py), applied before deciding.
     `cache`: documents parsed in earlier passes (the engine's); without it every file is read.
+    `trailers`: added to every commit message (a sharded replica's holder identity).
     """
     cache = cache or DocumentCache()
     gates = gates or {}
@@ -170,6 +172,7 @@ def plan_pass(
                     manifests,
                     now,
                     gates.get(item.key, OPEN_GATE),
+                    trailers or {},
                 )
             )
         except PolicyEngineError as error:
@@ -248,6 +251,7 @@ def _plan_policy(
     manifests: ManifestTexts,
     now: datetime,
     gate: PolicyGate = OPEN_GATE,
+    trailers: Mapping[str, str] | None = None,
 ) -> PolicyPlan:
     policy = item.policy
     assessment = NO_OBJECTIVES
@@ -314,7 +318,7 @@ def _plan_policy(
         reason=outcome.reason,
         evaluated_at=now,
         evidence_markdown=plan.evidence,
-        extra_trailers={"Release-Id": status.release_id},
+        extra_trailers={"Release-Id": status.release_id, **(trailers or {})},
     )
     return replace(plan, changes=changes, diffs=diffs, message=message, status=after)
 
@@ -380,11 +384,27 @@ class PassResult:
     pushed: bool = False
     yielded: tuple[str, ...] = ()  # policies whose change yielded to a human commit
     proposals: tuple[ProposalReport, ...] = ()  # pull requests opened or updated
+    fenced: tuple[str, ...] = ()  # policies whose commits were dropped: their shard was lost
 
     @property
     def exit_code(self) -> int:
         failed = [p.exit_code for p in self.proposals if p.exit_code]
         return 3 if 3 in failed else max([self.plan.exit_code, *failed])
+
+
+@dataclass(frozen=True)
+class PassScope:
+    """The part of the repository one replica reconciles, and the fence on its pushes.
+
+    `owns(key)`: the policy is this replica's (its shard is held). `may_push(keys)`: asked right
+    before each push attempt, True only while every one of those policies is still this
+    replica's. `trailers` go into every commit message (the holder identity), so history tells
+    which replica wrote what.
+    """
+
+    owns: Callable[[str], bool]
+    may_push: Callable[[Sequence[str]], bool]
+    trailers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Engine:
@@ -419,6 +439,16 @@ class Engine:
         """`git push` commands run so far (the scale benchmark reports them per pass)."""
         return self._workspace.pushes if self._workspace is not None else 0
 
+    @property
+    def queries_sent(self) -> int:
+        """Queries sent to metrics providers so far (the controller's /metrics)."""
+        return sum(getattr(p, "queries_sent", 0) for p in self._providers.values())
+
+    @property
+    def provider_errors(self) -> int:
+        """Provider answers that were not data so far: unreachable, refused, unreadable."""
+        return sum(getattr(p, "errors", 0) for p in self._providers.values())
+
     def _open_workspace(self) -> Workspace:
         credentials = self._credentials or GitCredentials.from_environment()
         cache = self.settings.cache_dir
@@ -452,31 +482,35 @@ class Engine:
             self._providers[key] = self._provider_factory(policy, self.settings.prometheus_url)
         return self._providers[key]
 
-    def plan(self, now: datetime) -> PassPlan:
+    def plan(self, now: datetime, scope: PassScope | None = None) -> PassPlan:
         """Steps 1-5 on the remote's current head; nothing is written anywhere."""
         workspace = self.workspace
-        return self._plan_on(workspace, now)
+        return self._plan_on(workspace, now, scope)
 
-    def _plan_on(self, workspace: Workspace, now: datetime) -> PassPlan:
+    def _plan_on(self, workspace: Workspace, now: datetime, scope: PassScope | None) -> PassPlan:
         root = workspace.root
         report = self._documents.validated(root, workspace.tree_entries())
         gatekeeper = self._gatekeeper
+        policies = report.policies
+        if scope is not None:
+            policies = [item for item in policies if scope.owns(item.key)]
         return plan_pass(
             root,
-            report.policies,
+            policies,
             {name: loaded.metric_set for name, loaded in report.metric_sets.items()},
             self.provider_for,
             now,
             head=workspace.head(),
             load_errors=report.errors,
-            gates=gatekeeper.gates(workspace, report.policies, now) if gatekeeper else None,
+            gates=gatekeeper.gates(workspace, policies, now) if gatekeeper else None,
             cache=self._documents,
+            trailers=scope.trailers if scope is not None else None,
         )
 
-    def reconcile_once(self, now: datetime) -> PassResult:
-        """One full pass: plan, one commit per decision, one push."""
+    def reconcile_once(self, now: datetime, scope: PassScope | None = None) -> PassResult:
+        """One full pass: plan, one commit per decision, one push (fenced by `scope`)."""
         workspace = self.workspace
-        plan = self._plan_on(workspace, now)
+        plan = self._plan_on(workspace, now, scope)
         commits: list[str] = []
         for policy_plan in plan.policies:
             if not policy_plan.writes or self._proposes(policy_plan):
@@ -491,7 +525,13 @@ class Engine:
                 commits.append(sha)
         if not commits:
             return PassResult(plan, proposals=self._propose(workspace, plan, now))
-        pushed = workspace.push(self.settings.push_attempts)
+        fence = None
+        if scope is not None:
+            writers = [p.key for p in plan.policies if p.writes and not self._proposes(p)]
+            fence = lambda: scope.may_push(writers)  # noqa: E731
+        pushed = workspace.push(self.settings.push_attempts, fence=fence)
+        if pushed.fenced:
+            return PassResult(plan, fenced=tuple(p.key for p in plan.policies if p.writes))
         for dropped in pushed.dropped:
             log.warning(
                 "yielded to a human commit: %s (%s); re-planning next pass",

@@ -119,6 +119,7 @@ class PushResult:
     commits: tuple[str, ...]  # what reached the remote, oldest first (replayed ids if replayed)
     dropped: tuple[DroppedCommit, ...]
     attempts: int
+    fenced: bool = False  # the fence said no before a push: nothing was pushed
 
     @property
     def dropped_policies(self) -> tuple[str, ...]:
@@ -451,11 +452,13 @@ class Workspace:
 
     # -- pushing ---------------------------------------------------------------------------
 
-    def push(self, max_attempts: int = 5) -> PushResult:
+    def push(self, max_attempts: int = 5, fence: Callable[[], bool] | None = None) -> PushResult:
         """Push HEAD to the branch; on a rejection fetch, replay, back off and retry.
 
         Never forces. An engine commit whose change collides with a human commit is dropped
         (the human wins) and reported, with every later engine commit of the same policies.
+        `fence` is asked right before every push attempt: False (this replica lost the right to
+        write these policies) pushes nothing; the next `refresh` discards the local commits.
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -464,6 +467,9 @@ class Workspace:
         attempt = 0
         while pending:
             attempt += 1
+            if fence is not None and not fence():
+                log.warning("fenced: not pushing %d engine commit(s)", len(pending))
+                return PushResult(False, (), tuple(dropped), attempt, fenced=True)
             rejection = self._push_once()
             if rejection is None:
                 self._git(["update-ref", f"refs/remotes/origin/{self._branch}", self._head])

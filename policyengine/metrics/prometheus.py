@@ -52,6 +52,7 @@ class PrometheusProvider:
         self._url = url.rstrip("/")
         self._insecure = insecure
         self.queries_sent = 0
+        self.errors = 0  # answers that were not data: unreachable, refused, unreadable
         self._last_response: requests.Response | None = None
         session = requests.Session()
         session.verify = False if insecure else (ca_file or True)
@@ -164,6 +165,12 @@ class PrometheusProvider:
         self._last_response = response
 
     def _run(self, promql: str, send: Callable[[], Any]) -> QueryResult:
+        result = self._send(promql, send)
+        if result.status in (DataStatus.UNREACHABLE, DataStatus.QUERY_ERROR):
+            self.errors += 1
+        return result
+
+    def _send(self, promql: str, send: Callable[[], Any]) -> QueryResult:
         self._last_response = None
         try:
             with self._quiet_if_insecure():
