@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any
 import click
 
 from policyengine import __version__
+from policyengine.controller.leases import LeaseApi, LeaseSettings, ShardLeaser
 from policyengine.controller.loop import Controller
+from policyengine.controller.metrics import ControllerMetrics
 from policyengine.controller.server import ControllerServer, ServerSettings, webhook_secret
 from policyengine.errors import PolicyEngineError
 from policyengine.gatekeeper import Gatekeeper, cluster_reader, forge_factory
@@ -352,6 +355,35 @@ def _stop_on_signals(controller: Controller) -> None:
     "(port 0: any free port, printed at start). The webhook secret: "
     "POLICYENGINE_WEBHOOK_SECRET or POLICYENGINE_WEBHOOK_SECRET_FILE.",
 )
+@click.option(
+    "--shards",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    envvar="POLICYENGINE_SHARDS",
+    help="Spread policies over N shards, each a coordination.k8s.io Lease; a replica reconciles "
+    "only the shards it holds. 0: no Leases (one replica) [env POLICYENGINE_SHARDS].",
+)
+@click.option(
+    "--lease-namespace",
+    envvar="POD_NAMESPACE",
+    default="default",
+    show_default=True,
+    help="Namespace of the shard Leases [env POD_NAMESPACE].",
+)
+@click.option(
+    "--identity",
+    envvar="POD_NAME",
+    help="This replica's name in the Leases and the Holder trailer [env POD_NAME; "
+    "default: the host name].",
+)
+@click.option(
+    "--lease-duration",
+    "lease_duration_text",
+    default="15s",
+    show_default=True,
+    help="How long a Lease lasts without renewal (renewed every third of it).",
+)
 def run(
     repo: str,
     branch: str,
@@ -360,6 +392,10 @@ def run(
     now_text: str | None,
     interval_text: str,
     listen: str,
+    shards: int,
+    lease_namespace: str,
+    identity: str | None,
+    lease_duration_text: str,
     **gate: Any,
 ) -> None:
     """Run in the cluster: the reconcile loop, forge webhooks, /metrics and health probes.
@@ -377,9 +413,27 @@ def run(
     if not host or not port_text.isdigit():
         raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--listen")
     engine = _engine(repo, branch, cache_dir, prometheus_url, gate)
+    metrics = ControllerMetrics()
+    leaser = None
+    if shards:
+        try:
+            duration = round(parse_duration(lease_duration_text).total_seconds())
+            lease_settings = LeaseSettings(
+                namespace=lease_namespace,
+                identity=identity or socket.gethostname(),
+                shards=shards,
+                duration=duration,
+                renew_every=duration / 3,
+            )
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--lease-duration") from None
+        api = LeaseApi.from_cluster(gate.get("kubeconfig"), bool(gate.get("in_cluster")))
+        leaser = ShardLeaser(api, lease_settings, on_change=metrics.shards_held.set)
     controller = Controller(
         engine,
         interval,
+        metrics=metrics,
+        scopes=leaser,
         report=_report_pass,
         report_error=lambda message: click.echo(f"error: {message}", err=True),
     )
@@ -396,9 +450,16 @@ def run(
     if not settings.webhook_secret:
         click.echo("no webhook secret set: every webhook is refused with 401", err=True)
     _stop_on_signals(controller)
+    if leaser is not None:
+        leaser.start()
+        click.echo(
+            f"shards: {shards}, Leases in namespace {lease_namespace} as {leaser.settings.identity}"
+        )
     try:
         controller.run()
     finally:
+        if leaser is not None:
+            leaser.stop(release=True)  # the others take the shards at once, not after expiry
         server.stop()
 
 

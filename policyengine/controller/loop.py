@@ -63,6 +63,7 @@ class Controller:
         report_error: Callable[[str], None] | None = None,
         jitter: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.engine = engine
         self.interval = interval
@@ -73,6 +74,7 @@ class Controller:
         self._report_error = report_error
         self._jitter = jitter
         self._clock = clock
+        self._wall = wall  # the instant each pass evaluates at (the engine reads no other clock)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self.state = LoopState(started=clock())
@@ -121,7 +123,7 @@ class Controller:
         failure: str | None = None
         message = ""
         try:
-            result = self.engine.reconcile_once(datetime.now(UTC), scope)
+            result = self.engine.reconcile_once(self._wall(), scope)
         except GitError as error:
             failure, message = "git-error", str(error)
         except ProviderUnavailableError as error:
@@ -153,7 +155,7 @@ class Controller:
         self.state.last_error = None
         if self._report is not None:
             self._report(result)
-        now = datetime.now(UTC)
+        now = self._wall()
         for listener in self._listeners:
             try:
                 listener.on_pass(result, now)

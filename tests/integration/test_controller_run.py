@@ -26,6 +26,7 @@ from pathlib import Path
 from policyengine.controller.loop import Controller
 from policyengine.controller.server import ControllerServer, ServerSettings
 from policyengine.reconciler import Engine, EngineSettings
+from tests.support.fake_leases import running_lease_api
 from tests.support.release_repos import (
     ReleaseRepo,
     console_script,
@@ -202,3 +203,67 @@ def test_gitlab_and_gitea_webhooks_wake_the_loop_and_bad_ones_get_401(tmp_path: 
 
 def _json_bytes(payload: object) -> bytes:
     return json.dumps(payload).encode()
+
+
+def test_run_with_shards_holds_the_leases_signs_commits_and_releases_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    """`run --shards 2` as a process against the loopback Lease API stand-in
+    (tests/support/fake_leases.py, resourceVersion conflicts enforced as the API server does)."""
+    repo = ReleaseRepo.create(tmp_path, modelmesh_baseline_files())
+    repo.human_push(modelmesh_candidate_files(), "Release fraud-detector v2")
+    with running_lease_api() as fake:
+        kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
+        output = tmp_path / "run.out"
+        with output.open("wb") as sink:
+            process = subprocess.Popen(
+                [
+                    str(console_script()),
+                    "run",
+                    "--interval",
+                    "0.5s",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--shards",
+                    "2",
+                    "--lease-namespace",
+                    "ml-releases",
+                    "--identity",
+                    "engine-0",
+                    "--lease-duration",
+                    "3s",
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "--repo",
+                    str(repo.remote),
+                    "--cache-dir",
+                    str(repo.cache),
+                ],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            try:
+                assert _wait_for(lambda: len(repo.engine_commits()) == 1, 30), output.read_text()
+                shard_leases = {
+                    name: holder for name, holder in fake.holders("policyengine-shard-").items()
+                }
+                assert shard_leases == {
+                    "policyengine-shard-0-of-2": "engine-0",
+                    "policyengine-shard-1-of-2": "engine-0",
+                }
+                port = re.search(r"listening on 127\.0\.0\.1:(\d+)", output.read_text())
+                assert port
+                metrics = _get(f"http://127.0.0.1:{port.group(1)}/metrics")[1]
+                assert "policyengine_shards_held 2.0" in metrics
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(timeout=30) == 0
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        # Released on the way out: another replica takes them at once, not after expiry.
+        assert set(fake.holders().values()) == {""}
+    commit = repo.engine_commits()[0]
+    assert "Holder: engine-0" in commit.message
+    assert "shards: 2, Leases in namespace ml-releases as engine-0" in output.read_text()
