@@ -525,11 +525,13 @@ class Engine:
                 commits.append(sha)
         if not commits:
             return PassResult(plan, proposals=self._propose(workspace, plan, now))
-        fence = None
-        if scope is not None:
+        if scope is None:
+            pushed = workspace.push(self.settings.push_attempts)
+        else:
             writers = [p.key for p in plan.policies if p.writes and not self._proposes(p)]
-            fence = lambda: scope.may_push(writers)  # noqa: E731
-        pushed = workspace.push(self.settings.push_attempts, fence=fence)
+            pushed = workspace.push(
+                self.settings.push_attempts, fence=lambda: scope.may_push(writers)
+            )
         if pushed.fenced:
             return PassResult(plan, fenced=tuple(p.key for p in plan.policies if p.writes))
         for dropped in pushed.dropped:
