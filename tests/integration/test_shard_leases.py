@@ -255,14 +255,17 @@ def test_three_replicas_twelve_shards_one_killed_mid_pass(tmp_path: Path) -> Non
                 names = {f"policyengine-shard-{shard}-of-{SHARDS}" for shard in c_shards}
                 firsts: dict[str, float] = {}
                 for write in fake.writes:
-                    if write.name in names and write.at > killed_at and write.holder in "ab":
+                    if write.name in names and write.at > killed_at and write.holder in ("a", "b"):
                         firsts.setdefault(write.name, write.at)
                 return max(firsts.values()) if len(firsts) == len(names) else None
 
             assert _wait_for(lambda: taken() is not None, 30), "C's shards were never taken over"
             taken_at = taken()
             assert taken_at is not None
-            assert len(a.leaser.held_shards() | b.leaser.held_shards()) == SHARDS
+            # (the replicas record an acquisition when its answer arrives, just after the write)
+            assert _wait_for(
+                lambda: len(a.leaser.held_shards() | b.leaser.held_shards()) == SHARDS, 5
+            )
             takeover = taken_at - killed_at
             rounds.append(_run_round(2, [a, b], now))
             pass_seconds = max(r.ended - r.started for r in rounds)
