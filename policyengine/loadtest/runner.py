@@ -32,6 +32,7 @@ from policyengine.loadtest.v2rest import V2RestClient
 Protocol = Literal["v2-rest", "v2-grpc", "openai"]
 PROTOCOLS: tuple[str, ...] = ("v2-rest", "v2-grpc", "openai")
 Call = Callable[[Any], Awaitable[Reply]]
+_EARLY = 0.001  # seconds a request may leave before its intended time
 
 
 @dataclass
@@ -113,10 +114,12 @@ async def run(
             tally.statuses[reply.status] = tally.statuses.get(reply.status, 0) + 1
             return
         tally.ok += 1
-        record_seconds(tally.latency, done - intended)
+        # From the intended time, or from the actual send when the request left early.
+        start = min(intended, sent)
+        record_seconds(tally.latency, done - start)
         record_seconds(tally.service, done - sent)
         if reply.token_times:
-            record_seconds(tally.ttft, reply.token_times[0] - intended)
+            record_seconds(tally.ttft, reply.token_times[0] - start)
             for before, after in itertools.pairwise(reply.token_times):
                 record_seconds(tally.itl, after - before)
         tally.tokens += reply.tokens
@@ -136,9 +139,12 @@ async def run(
     try:
         for offset, measured in offsets:
             due = start + offset
+            # The event loop wakes up to a millisecond late (epoll's timeout is in whole ms), which
+            # would add to every latency: wake up to a millisecond early instead and send then; a
+            # request that leaves early is timed from its actual send.
             delay = due - time.perf_counter()
-            if delay > 0.0005:
-                await asyncio.sleep(delay)
+            if delay > _EARLY:
+                await asyncio.sleep(delay - _EARLY)
             if measured and tally.first_intended is None:
                 tally.first_intended = due
             state.sent += 1

@@ -133,7 +133,7 @@ def test_the_command_reports_json_and_exits_4_on_a_missed_slo(mlserver: MLServer
     ]
     result = runner.invoke(main, args)
     assert result.exit_code == 4, result.output
-    document = json.loads(result.output)
+    document = json.loads(result.stdout)
     assert document["sent"] == 40 and document["errors"] == {}
     assert [s["passed"] for s in document["slos"]] == [False, True]
     iris = [

@@ -64,13 +64,14 @@ def test_chat_completions_and_an_unknown_model(llm: str) -> None:
     assert missing.errors == {"404": 10} and missing.ttft is None
 
 
-def test_the_command_checks_a_ttft_slo(llm: str) -> None:
+def test_the_command_checks_a_ttft_slo_with_a_progress_bar(llm: str) -> None:
     args = [
         "loadtest", llm, "--protocol", "openai", "--model", "tiny", "--rate", "20",
         "--requests", "20", "--warmup", "0s", "--max-tokens", "4", "--output", "json",
-        "--slo", "ttft.p95 <= 5s", "--slo", "tokensPerSecond >= 1",
+        "--slo", "ttft.p95 <= 5s", "--slo", "tokensPerSecond >= 1", "--progress",
     ]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    document = json.loads(result.output)
+    assert "in flight" in result.stderr  # the progress bar
+    document = json.loads(result.stdout)
     assert document["ttft_ms"]["count"] == 20 and all(s["passed"] for s in document["slos"])
