@@ -128,14 +128,18 @@ def run_open_loop(
             schedule=Schedule(rate=rate, duration=seconds, warmup=warmup),
         )
     )
-    assert result.latency is not None
+    latency = result.latency
     return {
         "achieved_rps": round(result.achieved_rps, 1),
         "sent_rps": round(result.sent_rps, 1),
-        "p50_ms": round(result.latency.percentiles["p50"], 3),
-        "p99_ms": round(result.latency.percentiles["p99"], 3),
+        "p50_ms": round(latency.percentiles["p50"], 3) if latency else None,
+        "p99_ms": round(latency.percentiles["p99"], 3) if latency else None,
         "errors": result.error_count,
     }
+
+
+def _cell(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def main() -> int:
@@ -177,7 +181,12 @@ def main() -> int:
                 **stall_ours,
             }
         )
-    args.out.write_text(json.dumps({"rows": rows}, indent=2) + "\n", encoding="utf-8")
+    # The machine is shared: its load says how much the figures can be trusted.
+    load = [round(x, 2) for x in os.getloadavg()]
+    args.out.write_text(
+        json.dumps({"rows": rows, "load_average": load, "cpus": os.cpu_count()}, indent=2) + "\n",
+        encoding="utf-8",
+    )
     print("| tool | target req/s | achieved req/s | p50 ms | p99 ms | errors |")
     print("|---|---|---|---|---|---|")
     for row in rows:
