@@ -121,3 +121,26 @@ def test_an_unreachable_candidate_endpoint_holds_and_exits_3(tmp_path: Path) -> 
     )
     repo.reconcile(T0, expect_exit=3)
     assert repo.engine_commits() == []  # no traffic moved, nothing recorded
+
+
+def test_every_step_load_tests_again_before_moving_on(tmp_path: Path, mlserver: MLServer) -> None:
+    repo = _release(
+        tmp_path,
+        {
+            "endpoint": mlserver.url,
+            "model": "iris",
+            "rate": 20,
+            "requests": 20,
+            "warmup": "0s",
+            "slos": ["p50 <= 5s"],
+            "at": "everyStep",
+        },
+    )
+    repo.reconcile(T0)
+    repo.reconcile(T0 + timedelta(minutes=11))
+    first, second = repo.engine_commits()
+    assert "Performance gate** before the first traffic step: passed" in first.message
+    assert trailers_of(second.message)["Weights"] == "v1=80,v2=20"
+    assert "Performance gate** at step 1: passed" in second.message
+    status = parse_status(repo.file(status_path(CANARY)))
+    assert status.extra["performance"].startswith("at step 1:")
