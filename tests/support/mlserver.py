@@ -166,6 +166,8 @@ class MLServer:
                 "grpc_port": self.grpc_port,
                 "metrics_port": self.metrics_port,
                 "parallel_workers": 0,
+                # debug (on by default) logs every request: CPU a benchmark should not spend.
+                "debug": False,
             },
         )
         env = {**os.environ, "MLSERVER_PARALLEL_WORKERS": "0"}
