@@ -78,7 +78,7 @@ class _FileSource:
 
     def documents(self) -> list[Any]:
         if self._documents is None:
-            self._documents = _round_trip_documents(self.file)
+            self._documents = round_trip_documents(self.file)
         return self._documents
 
     def position(
@@ -87,10 +87,10 @@ class _FileSource:
         documents = self.documents()
         if doc_index >= len(documents):
             return fallback
-        return _position_in(documents[doc_index], field) or fallback
+        return position_in(documents[doc_index], field) or fallback
 
 
-def _round_trip_documents(file: Path) -> list[Any]:
+def round_trip_documents(file: Path) -> list[Any]:
     parser = YAML(typ="rt", pure=True)
     # The fast path reports duplicate keys itself; here they must not stop the search for a line.
     parser.allow_duplicate_keys = True
@@ -100,7 +100,7 @@ def _round_trip_documents(file: Path) -> list[Any]:
         return []
 
 
-def _position_in(document: Any, field: FieldPath) -> tuple[int, int] | None:
+def position_in(document: Any, field: FieldPath) -> tuple[int, int] | None:
     """1-based line and column of the deepest part of `field` found in a round-trip document."""
     found: tuple[int, int] | None = None
     current = document

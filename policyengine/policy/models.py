@@ -23,7 +23,7 @@ Duration = Annotated[
     Field(pattern=DURATION_PATTERN, json_schema_extra={"examples": ["30s", "6m", "1h30m"]}),
 ]
 Percent = Annotated[float, Field(ge=0, le=100)]
-RouterKind = Literal["istio-modelmesh", "istio", "kserve", "gatewayapi"]
+RouterKind = Literal["istio-modelmesh", "istio", "kserve", "kserve-canary", "gatewayapi"]
 FailureAction = Literal["rollback", "hold"]
 InconclusiveAction = Literal["hold", "rollback", "promote"]
 
@@ -82,8 +82,11 @@ class Target(Model):
         description=(
             "How traffic is split: istio-modelmesh (Istio VirtualService routing KServe ModelMesh by "
             "the mm-vmodel-id request header), istio (VirtualService with host/subset "
-            "destinations), kserve (InferenceService spec.predictor.canaryTrafficPercent, "
-            "serverless mode) or gatewayapi (HTTPRoute weighted backendRefs and RequestMirror)."
+            "destinations), kserve (KServe Serverless, ODH <= 2.x: InferenceService "
+            "spec.predictor.canaryTrafficPercent), kserve-canary (KServe Standard, v0.20+: "
+            "InferenceService spec.canary[].trafficPercent, one entry per candidate) or "
+            "gatewayapi (HTTPRoute weighted backendRefs to Services or InferencePools, and "
+            "RequestMirror)."
         )
     )
     manifests: list[ManifestRef] = Field(
@@ -119,7 +122,31 @@ class Backend(Model):
         ),
     )
     service: str | None = Field(
-        default=None, description="gatewayapi: name of the backendRef Service."
+        default=None,
+        description="gatewayapi: name of the backendRef (a Service, or an InferencePool with kind).",
+    )
+    kind: Literal["Service", "InferencePool"] = Field(
+        default="Service",
+        description=(
+            "gatewayapi: kind of the backendRef: Service, or InferencePool (Gateway API "
+            "Inference Extension, group inference.networking.k8s.io or the older "
+            "inference.networking.x-k8s.io)."
+        ),
+    )
+    group: str | None = Field(
+        default=None,
+        description=(
+            "gatewayapi: API group of the backendRef; with kind InferencePool the default is "
+            "inference.networking.k8s.io."
+        ),
+    )
+    predictor: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "kserve-canary: predictor.name of the version in the InferenceService "
+            "(spec.predictor.name, or a spec.canary[].predictor.name); defaults to the version name."
+        ),
     )
     namespace: str | None = Field(
         default=None, description="gatewayapi: namespace of the backendRef, when not the route's."

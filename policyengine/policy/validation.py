@@ -27,6 +27,7 @@ from policyengine.policy.models import (
     ReleasePolicy,
 )
 from policyengine.policy.schema import schema_for
+from policyengine.routers import router_for
 
 if TYPE_CHECKING:
     from policyengine.policy.loader import LoadedMetricSet, LoadedPolicy, LoadResult
@@ -280,6 +281,8 @@ def _count(number: int, one: str, many: str) -> str:
 
 
 SINGLE_CANDIDATE_STRATEGIES = {"canary", "blueGreen", "mirror"}
+# Gateway API Inference Extension: v1 (GA) and the older experimental v1alpha2 group
+INFERENCE_GROUPS = ("inference.networking.k8s.io", "inference.networking.x-k8s.io")
 BACKEND_FIELD_OF_ROUTER = {
     "istio-modelmesh": ("header", "the mm-vmodel-id header value that selects this version"),
     "istio": ("host", "the VirtualService destination host of this version"),
@@ -303,6 +306,10 @@ def check_repository(result: LoadResult, repo_root: Path) -> ValidationReport:
         problems = policy_problems(loaded.policy, metric_set_models) + missing
         errors += [loaded.issue(problem.field, problem.message) for problem in problems]
         if problems:
+            broken.add(index)
+        content = _manifest_content_problems(loaded, located, repo_root)
+        errors += content
+        if content:
             broken.add(index)
     conflicting, conflicts = _conflicts(result.policies, manifests, repo_root)
     broken |= conflicting
@@ -400,8 +407,50 @@ def _router_problems(policy: ReleasePolicy) -> list[FieldProblem]:
                 )
     # KServe has no mirroring; an Istio mirror cannot rewrite ModelMesh's mm-vmodel-id header, so
     # mirrored requests would reach the baseline model again.
+    for index, version in enumerate(policy.spec.versions):
+        backend = version.backend
+        if router != "gatewayapi" and (backend.kind != "Service" or backend.group is not None):
+            field = "kind" if backend.kind != "Service" else "group"
+            problems.append(
+                FieldProblem(
+                    ("spec", "versions", index, "backend", field),
+                    f"backend.{field} applies to router gatewayapi only (a backendRef's kind)",
+                )
+            )
+        elif backend.kind == "InferencePool" and backend.group not in (None, *INFERENCE_GROUPS):
+            problems.append(
+                FieldProblem(
+                    ("spec", "versions", index, "backend", "group"),
+                    f"an InferencePool is in group {' or '.join(INFERENCE_GROUPS)}, "
+                    f"not {backend.group!r}",
+                )
+            )
+        elif backend.kind == "Service" and backend.group not in (None, ""):
+            problems.append(
+                FieldProblem(
+                    ("spec", "versions", index, "backend", "group"),
+                    f'a Service is in the core group (""), not {backend.group!r}',
+                )
+            )
+        if router != "kserve-canary" and backend.predictor is not None:
+            problems.append(
+                FieldProblem(
+                    ("spec", "versions", index, "backend", "predictor"),
+                    "backend.predictor applies to router kserve-canary only",
+                )
+            )
+    pools = [v.backend.kind == "InferencePool" for v in policy.spec.versions]
+    if any(pools) and strategy.type == "mirror":
+        problems.append(
+            FieldProblem(
+                ("spec", "strategy", "type"),
+                "router gatewayapi cannot mirror to an InferencePool (RequestMirror takes a "
+                "Service); mirror between Services instead",
+            )
+        )
     why = {
         "kserve": "a KServe InferenceService has no traffic mirroring",
+        "kserve-canary": "a KServe InferenceService has no traffic mirroring",
         "istio-modelmesh": (
             "an Istio mirror cannot rewrite the mm-vmodel-id header, so mirrored requests would "
             "reach the same model"
@@ -502,6 +551,45 @@ def _unknown_metric(
     return FieldProblem(
         field, f"unknown metric {name!r} in {where}{did_you_mean(name, metrics)} (known: {known})"
     )
+
+
+def _manifest_content_problems(
+    loaded: LoadedPolicy, located: Sequence[Path | None], repo_root: Path
+) -> list[PolicyIssue]:
+    """What the policy's router finds wrong inside its manifests, at the manifest's line.
+
+    Only routers that check a manifest's own rules (KServe's spec.canary[]) take part; the
+    others' manifests are read when the engine renders them.
+    """
+    from policyengine.policy.loader import position_in, round_trip_documents  # loader imports us
+
+    router = router_for(loaded.policy.spec.target.router)
+    check = getattr(router, "problems", None)
+    if check is None:
+        return []
+    issues = []
+    root = _resolved_root(repo_root)
+    for ref, path in zip(loaded.policy.spec.target.manifests, located, strict=True):
+        if path is None:
+            continue
+        shown = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+        documents = round_trip_documents(path)
+        matches = [
+            d
+            for d in documents
+            if isinstance(d, dict)
+            and d.get("kind") == router.kind
+            and (ref.kind is None or d.get("kind") == ref.kind)
+            and (ref.name is None or (d.get("metadata") or {}).get("name") == ref.name)
+        ]
+        if len(matches) != 1:
+            continue  # the engine reports a missing or ambiguous object when it renders
+        for problem in check(matches[0], loaded.policy):
+            line, column = position_in(matches[0], problem.field) or (1, 1)
+            issues.append(
+                PolicyIssue(shown, line, column, format_field(problem.field), problem.message)
+            )
+    return issues
 
 
 def manifest_problems(loaded: LoadedPolicy) -> list[FieldProblem]:

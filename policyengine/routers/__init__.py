@@ -7,13 +7,22 @@ from policyengine.routers.base import Router
 from policyengine.routers.gatewayapi import GatewayAPIRouter
 from policyengine.routers.istio import IstioRouter
 from policyengine.routers.kserve import KServeRouter
+from policyengine.routers.kserve_canary import KServeCanaryRouter
 
-__all__ = ["GatewayAPIRouter", "IstioRouter", "KServeRouter", "Router", "router_for"]
+__all__ = [
+    "GatewayAPIRouter",
+    "IstioRouter",
+    "KServeCanaryRouter",
+    "KServeRouter",
+    "Router",
+    "router_for",
+]
 
 _ROUTERS: dict[str, Router] = {
     "istio-modelmesh": IstioRouter(modelmesh=True),
     "istio": IstioRouter(modelmesh=False),
     "kserve": KServeRouter(),
+    "kserve-canary": KServeCanaryRouter(),
     "gatewayapi": GatewayAPIRouter(),
 }
 

@@ -1,5 +1,8 @@
 """Gateway API HTTPRoute router: weighted `backendRefs` of one rule, and a RequestMirror filter.
 
+A backendRef is a Service, or an InferencePool of the Gateway API Inference Extension: weighted
+backendRefs between two pools are an LLM canary as llm-d documents it.
+
 Gateway API weights are proportions, not percentages (weight/sum of weights, default 1); the
 router reads any proportions and writes percentages.
 """
@@ -29,6 +32,7 @@ from policyengine.strategies.decision import TrafficSplit
 
 API_VERSIONS = frozenset({"gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"})
 MIRROR = "RequestMirror"
+INFERENCE_POOL_GROUP = "inference.networking.k8s.io"
 _FRACTION_DENOMINATOR = 10000  # for mirror percentages with decimals (percent is an integer)
 
 
@@ -166,6 +170,12 @@ class GatewayAPIRouter:
         ref = plain_copy(refs[template_index if template_index is not None else 0])
         backend = version.backend
         ref["name"] = backend.service
+        if backend.kind == "Service":
+            ref.pop("group", None)
+            ref.pop("kind", None)
+        else:
+            ref["group"] = _group_of(version)
+            ref["kind"] = backend.kind
         if backend.namespace is not None:
             ref["namespace"] = backend.namespace
         else:
@@ -245,11 +255,16 @@ class GatewayAPIRouter:
 
 
 def _is_version(ref: Any, version: Version, route_namespace: str | None) -> bool:
-    """A Service backendRef with the version's name (+ namespace and port when given)."""
+    """A backendRef of the version's kind and name (+ namespace and port when given).
+
+    A Service is in the core group; an InferencePool in the Gateway API Inference Extension's
+    group (inference.networking.k8s.io, or the older inference.networking.x-k8s.io when the
+    version names it).
+    """
     backend = version.backend
     if not isinstance(ref, dict) or backend.service is None or ref.get("name") != backend.service:
         return False
-    if ref.get("group", "") != "" or ref.get("kind", "Service") != "Service":
+    if ref.get("kind", "Service") != backend.kind or ref.get("group", "") != _group_of(version):
         return False
     ref_namespace = ref.get("namespace", route_namespace)
     if backend.namespace is not None and ref_namespace != backend.namespace:
@@ -257,6 +272,13 @@ def _is_version(ref: Any, version: Version, route_namespace: str | None) -> bool
     if backend.namespace is None and ref.get("namespace") not in (None, route_namespace):
         return False
     return backend.port is None or ref.get("port") == backend.port
+
+
+def _group_of(version: Version) -> str:
+    backend = version.backend
+    if backend.group is not None:
+        return backend.group
+    return INFERENCE_POOL_GROUP if backend.kind == "InferencePool" else ""
 
 
 def _mirror_percent(entry: Node) -> float:

@@ -1,4 +1,6 @@
-"""KServe InferenceService router (Knative mode): `spec.predictor.canaryTrafficPercent`.
+"""KServe Serverless router (Knative mode, ODH <= 2.x): `spec.predictor.canaryTrafficPercent`.
+
+For KServe Standard (RawDeployment, ODH 3.x) use the kserve-canary router (`spec.canary[]`).
 
 KServe splits traffic between two revisions only: the latest (the candidate) gets the percentage,
 the previously rolled-out one (the baseline) gets the rest; without the field the latest gets all.
@@ -58,7 +60,8 @@ class KServeRouter:
         if mode in UNSUPPORTED_MODES:
             raise RenderError(
                 f"{where}: {DEPLOYMENT_MODE} is {mode}; canaryTrafficPercent needs Knative "
-                "(serverless) mode. For ModelMesh use the istio-modelmesh router"
+                "(serverless) mode. For ModelMesh use the istio-modelmesh router, for Standard "
+                "the kserve-canary router (spec.canary[])"
             )
         spec = service.get("spec")
         predictor = spec.get("predictor") if isinstance(spec, dict) else None

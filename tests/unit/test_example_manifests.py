@@ -19,7 +19,12 @@ from policyengine.strategies.decision import TrafficSplit
 from tests.support.crd_schemas import require_schemas, validate_manifest, weight_problems
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-EXAMPLE_NAMES = ["modelmesh-canary", "kserve-bluegreen", "gateway-mirror"]
+EXAMPLE_NAMES = [
+    "modelmesh-canary",
+    "kserve-bluegreen",
+    "gateway-mirror",
+    "kserve-standard-canary",
+]
 MANIFESTS = sorted(
     path
     for name in EXAMPLE_NAMES
@@ -41,7 +46,7 @@ def manifest_documents() -> list[tuple[str, Any]]:
 DOCUMENTS = manifest_documents()
 
 
-def test_the_three_examples_exist() -> None:
+def test_the_examples_exist() -> None:
     assert sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()) == sorted(EXAMPLE_NAMES)
     for name in EXAMPLE_NAMES:
         assert (EXAMPLES / name / "README.md").is_file()
@@ -103,6 +108,9 @@ def course(policy: ReleasePolicy) -> list[TrafficSplit]:
         weights = {baseline: 100 - weight, candidate: weight}
         return TrafficSplit.of(weights, candidate if mirror else None, mirror)
 
+    if strategy.type == "canary" and policy.spec.target.router == "kserve-canary":
+        # promotion moves the canary entry into spec.predictor for good (checked on its own)
+        return [*(at(w) for w in strategy.weights()), at(0)]
     if strategy.type == "canary":
         return [*(at(w) for w in strategy.weights()), at(100), at(0)]
     if strategy.type == "mirror":
@@ -124,6 +132,21 @@ def test_a_whole_release_renders_valid_manifests(name: str) -> None:
             assert weight_problems(rendered) == []
         # the release ends where it began: the example's bytes come back
         assert file.dump() == file.text
+
+
+@pytest.mark.parametrize("name", [n for n in EXAMPLE_NAMES if "standard" in n])
+def test_promotion_renders_a_valid_inference_service(name: str) -> None:
+    require_schemas()
+    policy = load_policy(name)
+    router = router_for(policy.spec.target.router)
+    baseline, candidate = policy.spec.baseline.name, policy.spec.candidates[0].name
+    promoted = TrafficSplit.of({baseline: 0, candidate: 100})
+    for file, document in target_documents(name, policy):
+        router.render(document, policy, promoted)
+        rendered = find_document(load_documents(file.dump()), router.kind)
+        assert router.read(rendered, policy) == promoted
+        assert validate_manifest(rendered) == []
+        assert "canary" not in rendered["spec"]
 
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)

@@ -11,7 +11,9 @@ from policyengine.errors import RenderError
 from policyengine.policy.models import ReleasePolicy
 from policyengine.routers import router_for
 from policyengine.strategies.decision import TrafficSplit
-from tests.golden.harness import GoldenCase, check_golden
+from tests.golden.harness import GOLDEN, GoldenCase, check_golden
+
+GOLDEN_GATEWAY = GOLDEN / "gatewayapi"
 
 
 def policy(v2: dict[str, Any] | None = None, route: str | None = "infer") -> ReleasePolicy:
@@ -193,3 +195,68 @@ def test_all_zero_weights_read_as_an_error() -> None:
 def test_unknown_router_kind_is_an_error() -> None:
     with pytest.raises(RenderError, match="unknown router 'linkerd'"):
         router_for("linkerd")
+
+
+def pool_policy(group: str | None = None) -> ReleasePolicy:
+    """Two InferencePools of the Gateway API Inference Extension, one per model version."""
+    backend: dict[str, Any] = {"kind": "InferencePool"}
+    if group is not None:
+        backend["group"] = group
+    return ReleasePolicy.model_validate(
+        {
+            "apiVersion": "policyengine.io/v1alpha1",
+            "kind": "ReleasePolicy",
+            "metadata": {"name": "support-chat", "namespace": "llm"},
+            "spec": {
+                "target": {
+                    "router": "gatewayapi",
+                    "manifests": [{"path": "route.yaml"}],
+                    "route": "chat",
+                },
+                "versions": [
+                    {
+                        "name": "v1",
+                        "role": "baseline",
+                        "backend": {**backend, "service": "support-chat-v1"},
+                    },
+                    {
+                        "name": "v2",
+                        "role": "candidate",
+                        "backend": {**backend, "service": "support-chat-v2"},
+                    },
+                ],
+                "strategy": {"type": "canary", "steps": [10, 50]},
+            },
+        }
+    )
+
+
+POOL_CASES = [
+    GoldenCase("inferencepool-step", split(90, 10), changed_lines=4),
+    GoldenCase("inferencepool-rollback", split(100, 0), changed_lines=4),
+]
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_golden_inference_pools(case: GoldenCase) -> None:
+    check_golden("gatewayapi", pool_policy(), case)
+
+
+def test_the_older_inference_pool_group_is_matched_when_named() -> None:
+    """inference.networking.x-k8s.io (v1alpha2 pools): a new backendRef keeps the group."""
+    x_k8s = pool_policy("inference.networking.x-k8s.io")
+    check_golden(
+        "gatewayapi", x_k8s, GoldenCase("inferencepool-x-k8s", split(80, 20), changed=r".*")
+    )
+    text = (GOLDEN_GATEWAY / "inferencepool-x-k8s.before.yaml").read_text(encoding="utf-8")
+    route = load_documents(text).documents[0]
+    # the GA group does not match a pool of the older group: its traffic belongs to no version
+    with pytest.raises(RenderError, match=r"none of the policy.s versions carry traffic"):
+        router_for("gatewayapi").read(route, pool_policy())
+
+
+def test_a_service_of_the_same_name_is_not_the_pool() -> None:
+    text = (GOLDEN_GATEWAY / "inferencepool-step.before.yaml").read_text(encoding="utf-8")
+    route = load_documents(text.replace("kind: InferencePool", "kind: Service")).documents[0]
+    with pytest.raises(RenderError):
+        router_for("gatewayapi").read(route, pool_policy())
