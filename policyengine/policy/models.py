@@ -423,6 +423,14 @@ class MetricTemplate(Model):
     )
     query: str | None = Field(default=None, description="gauge: PromQL of the value per version.")
     unit: str | None = Field(default=None, description="Unit of the value (ms, s, ratio).")
+    direction: Literal["higherIsWorse", "lowerIsWorse"] | None = Field(
+        default=None,
+        description=(
+            "Which way the value gets worse: higherIsWorse (error rates, latencies, drift test "
+            "statistics, a probability of drift; bound it with max) or lowerIsWorse (a drift "
+            "test's p-value; bound it with min). Unset: either way (fairness near 0 or 1)."
+        ),
+    )
     version_label: str | None = Field(
         default=None,
         pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
@@ -460,7 +468,8 @@ class MetricsSource(Model):
     set: str | None = Field(
         default=None,
         description=(
-            "Built-in or repository metric set: modelmesh, ovms, kserve, istio, trustyai, or the "
+            "Built-in or repository metric set: modelmesh, ovms, kserve, istio, vllm, trustyai "
+            "(Java service, p-values), trustyai-py (Python service, test statistics), or the "
             "name of a MetricSet document in the repository."
         ),
     )

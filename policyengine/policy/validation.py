@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from policyengine.errors import InvalidPolicyError
 from policyengine.metrics.catalog import known_metric_set_names, metric_set_named
@@ -24,6 +24,7 @@ from policyengine.policy.models import (
     POLICY_KINDS,
     MetricSet,
     MetricTemplate,
+    Objective,
     ReleasePolicy,
 )
 from policyengine.policy.schema import schema_for
@@ -528,6 +529,8 @@ def _metric_problems(
                     "bound) and max (the fraction of requests allowed above it)",
                 )
             )
+        elif (wrong := _against_direction(objective, template)) is not None:
+            problems.append(FieldProblem((*base, wrong[0]), wrong[1]))
         elif template.type != "histogram" and objective.threshold is not None:
             problems.append(
                 FieldProblem(
@@ -542,6 +545,29 @@ def _metric_problems(
                 _unknown_metric(("spec", "rewards", index, "metric"), reward.metric, where, metrics)
             )
     return problems
+
+
+def _against_direction(
+    objective: Objective, template: MetricTemplate
+) -> tuple[str, str] | None:
+    """A bound that guards the side of a metric that is not the bad one, and why.
+
+    A p-value is bad when low (`meanshift < 0.05` is drift), a test statistic when high: an
+    alert carried over from one TrustyAI generation to the other would never fire.
+    """
+    if template.direction == "lowerIsWorse":
+        for field in ("max", "maxIncrease", "maxRelativeIncrease"):
+            if getattr(objective, to_snake(field)) is not None:
+                return field, (
+                    f"{objective.metric!r} is worse when lower ({template.unit or 'a p-value'}): "
+                    "bound it with min (e.g. min: 0.05), not " + field
+                )
+    if template.direction == "higherIsWorse" and objective.min is not None:
+        return "min", (
+            f"{objective.metric!r} is worse when higher ({template.unit or 'a statistic'}): "
+            "bound it with max, not min"
+        )
+    return None
 
 
 def _unknown_metric(

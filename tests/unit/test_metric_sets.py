@@ -44,10 +44,53 @@ EXPECTED = {
         {"istio_requests_total", "istio_request_duration_milliseconds"},
         {"reporter", "response_code", "grpc_response_status", "le"},
     ),
-    "trustyai": ("model", None, {"trustyai_spd", "trustyai_dir", "trustyai_meanshift"}, set()),
+    # Java service (trustyai-explainability@v0.28.0): p-values, except fouriermmd
+    "trustyai": (
+        "model",
+        None,
+        {
+            "trustyai_spd",
+            "trustyai_dir",
+            "trustyai_meanshift",
+            "trustyai_kstest",
+            "trustyai_approxkstest",
+            "trustyai_fouriermmd",
+        },
+        set(),
+    ),
+    # Python service (trustyai-service v0.30.0+rhaiv.1): test statistics
+    "trustyai-py": (
+        "modelId",
+        None,
+        {
+            "trustyai_spd",
+            "trustyai_dir",
+            "trustyai_comparemeans",
+            "trustyai_kstest",
+            "trustyai_ksteststreaming",
+            "trustyai_mmd",
+            "trustyai_jensenshannon",
+            "trustyai_batchmean",
+        },
+        set(),
+    ),
+    # vLLM vllm/v1/metrics/loggers.py: names keep their colon, counters get _total
+    "vllm": (
+        "model_name",
+        None,
+        {
+            "vllm:request_success_total",
+            "vllm:time_to_first_token_seconds",
+            "vllm:inter_token_latency_seconds",
+            "vllm:time_per_output_token_seconds",
+            "vllm:e2e_request_latency_seconds",
+            "vllm:num_requests_waiting",
+        },
+        {"finished_reason"},
+    ),
 }
 SERVING_SETS = ["modelmesh", "ovms", "kserve", "istio"]
-METRIC_NAME = re.compile(r"\b((?:modelmesh|ovms|revision|istio|trustyai)_[a-z_]+)")
+METRIC_NAME = re.compile(r"\b((?:modelmesh|ovms|revision|istio|trustyai)_[a-z_]+|vllm:[a-z0-9_]+)")
 MATCHER_LABEL = re.compile(r"([a-zA-Z_]+)\s*(?:=~|!~|!=|=)\s*\"")
 
 
@@ -102,6 +145,50 @@ def test_trustyai_has_fairness_and_drift_gauges() -> None:
     assert {n for n, m in metrics.items() if m.type == "gauge"} >= {"spd", "dir", "meanshift"}
 
 
+# Which way each drift gauge gets worse: the Java service publishes p-values (low is drift, the
+# worst column is the smallest) except fouriermmd, a probability of drift; the Python service
+# publishes test statistics (high is drift, the worst column is the largest).
+DIRECTIONS = {
+    ("trustyai", "meanshift"): ("lowerIsWorse", "min by"),
+    ("trustyai", "kstest"): ("lowerIsWorse", "min by"),
+    ("trustyai", "approxkstest"): ("lowerIsWorse", "min by"),
+    ("trustyai", "fouriermmd"): ("higherIsWorse", "max by"),
+    ("trustyai-py", "comparemeans"): ("higherIsWorse", "max by"),
+    ("trustyai-py", "kstest"): ("higherIsWorse", "max by"),
+    ("trustyai-py", "ksteststreaming"): ("higherIsWorse", "max by"),
+    ("trustyai-py", "mmd"): ("higherIsWorse", "max by"),
+    ("trustyai-py", "jensenshannon"): ("higherIsWorse", "max by"),
+}
+
+
+@pytest.mark.parametrize(("set_name", "metric"), sorted(DIRECTIONS))
+def test_drift_gauges_know_which_way_is_worse(set_name: str, metric: str) -> None:
+    direction, aggregation = DIRECTIONS[(set_name, metric)]
+    template = builtin_metric_sets()[set_name].spec.metrics[metric]
+    assert template.type == "gauge"
+    assert template.direction == direction
+    assert template.query is not None and template.query.startswith(aggregation)
+
+
+def test_fairness_gauges_have_no_direction() -> None:
+    for set_name in ("trustyai", "trustyai-py"):
+        metrics = builtin_metric_sets()[set_name].spec.metrics
+        assert metrics["spd"].direction is None and metrics["dir"].direction is None
+
+
+def test_vllm_objectives_are_fractions_slower_and_an_error_rate() -> None:
+    metrics = builtin_metric_sets()["vllm"].spec.metrics
+    assert {n for n, m in metrics.items() if m.type == "histogram"} == {
+        "ttft",
+        "inter-token-latency",
+        "time-per-output-token",
+        "e2e-latency",
+    }
+    errors = metrics["error-rate"]
+    assert errors.type == "proportion"
+    assert errors.events is not None and 'finished_reason=~"abort|error"' in errors.events
+
+
 @pytest.mark.parametrize(
     ("name", "caveat"),
     [
@@ -110,6 +197,11 @@ def test_trustyai_has_fairness_and_drift_gauges() -> None:
         ("kserve", "1.19"),
         ("istio", 'reporter="destination"'),
         ("trustyai", "modelId"),
+        ("trustyai", "p-values"),
+        ("trustyai-py", "not p-values"),
+        ("trustyai-py", "protectedAttribute"),
+        ("vllm", "0.11"),
+        ("vllm", "finished_reason"),
     ],
 )
 def test_descriptions_carry_the_caveats(name: str, caveat: str) -> None:
