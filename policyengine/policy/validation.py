@@ -547,9 +547,7 @@ def _metric_problems(
     return problems
 
 
-def _against_direction(
-    objective: Objective, template: MetricTemplate
-) -> tuple[str, str] | None:
+def _against_direction(objective: Objective, template: MetricTemplate) -> tuple[str, str] | None:
     """A bound that guards the side of a metric that is not the bad one, and why.
 
     A p-value is bad when low (`meanshift < 0.05` is drift), a test statistic when high: an
