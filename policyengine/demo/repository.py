@@ -45,7 +45,7 @@ class DemoRepository:
             "--quiet",
             "--no-verify",
             "-m",
-            "Start two canary releases: fraud-detector v2 and credit-scorer v2",
+            "Start three canary releases: fraud-detector v2, credit-scorer v2 and support-chat v2",
             at=at,
         )
         _git(checkout, "remote", "add", "origin", str(remote))

@@ -19,6 +19,7 @@ from policyengine.demo.progress import ReleaseLine, format_line, release_line
 from policyengine.demo.prometheus_process import find_prometheus
 from policyengine.demo.repository import BRANCH, DemoRepository, prepare_keep_folder
 from policyengine.demo.scenario import (
+    EXAMPLE,
     DemoRelease,
     demo_fleet,
     demo_releases,
@@ -40,7 +41,7 @@ from policyengine.strategies import Phase, TrafficSplit
 SIMULATED_START = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 MAX_MINUTES = 180  # past the example's 2 h maxDuration: the engine concludes before this
 TRAILING_MINUTES = 5  # served after the last conclusion, so the charts show where traffic went
-EXPOSITIONS = (Exposition.MODELMESH,)
+EXPOSITIONS = (Exposition.MODELMESH, Exposition.VLLM)
 ENGINE_AUTHOR = ("policyengine", "policyengine@users.noreply.local")
 DEFAULT_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 _TERMINAL = (Phase.SUCCEEDED, Phase.FAILED, Phase.INCONCLUSIVE)
@@ -91,7 +92,15 @@ def run_demo(options: DemoOptions, echo: Echo) -> DemoResult:
         repository = DemoRepository.create(
             work / "remote.git",
             checkout,
-            repository_files(example_files(options.examples), releases),
+            repository_files(
+                example_files(options.examples),
+                releases,
+                {
+                    r.example: example_files(options.examples, r.example)
+                    for r in releases
+                    if r.example != EXAMPLE
+                },
+            ),
             SIMULATED_START,
         )
         echo(f"GitOps repository: {repository.remote} (bare), working clone {checkout}")
@@ -272,7 +281,7 @@ def _finish(
     simulated = timedelta(minutes=passes.minutes)
     html = render_report(
         timelines,
-        title="policyengine demo: two canary releases on a simulated ModelMesh fleet",
+        title="policyengine demo: three canary releases on a simulated ModelMesh and vLLM fleet",
         generated_at=SIMULATED_START + simulated,
         preamble=(
             f"Seed {options.seed}; {passes.minutes} simulated minutes, one reconciler pass each.",

@@ -14,8 +14,11 @@ from ruamel.yaml import YAML
 from policyengine.sim.fleet import Fleet, ModelProfile, VersionProfile
 
 EXAMPLE = "modelmesh-canary"
-"""The example both releases are made from: a ModelMesh canary, 10 → 50 % in five steps."""
+"""The example the first two releases are made from: a ModelMesh canary, 10 → 50 % in five steps."""
 EXAMPLE_POLICY = "fraud-detection/fraud-detector"
+LLM_EXAMPLE = "llm-canary"
+"""The third release's example: an LLM canary between two InferencePools, judged on vLLM metrics."""
+LLM_EXAMPLE_POLICY = "llm-serving/support-chat"
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,9 @@ class DemoRelease:
     candidate: VersionProfile
     expected: str  # the outcome the demo expects: "promote" or "rollback"
     story: str  # one line for the terminal and the report
+    example: str = EXAMPLE  # the folder of examples/ the release is a copy of
+    example_policy: str = EXAMPLE_POLICY  # that example's namespace/name, renamed in the copy
+    rps: float | None = None  # its own traffic, else the demo's
 
     @property
     def key(self) -> str:
@@ -36,7 +42,11 @@ class DemoRelease:
 
     def model(self, rps: float) -> ModelProfile:
         return ModelProfile(
-            self.key, self.namespace, self.name, (self.baseline, self.candidate), rps=rps
+            self.key,
+            self.namespace,
+            self.name,
+            (self.baseline, self.candidate),
+            rps=self.rps if self.rps is not None else rps,
         )
 
 
@@ -66,6 +76,26 @@ def demo_releases() -> tuple[DemoRelease, ...]:
             expected="rollback",
             story="v2 fails three times as often as v1: it should be rolled back",
         ),
+        DemoRelease(
+            folder="support-chat",
+            namespace="llm-serving",
+            name="support-chat",
+            # time to first token: p50 250 ms, p99 1.2 s for v1; v2's first tokens come 3× later
+            baseline=VersionProfile(
+                "v1", "support-chat-v1", error_rate=0.004, latency_p50_ms=250, latency_p99_ms=1200
+            ),
+            candidate=VersionProfile(
+                "v2", "support-chat-v2", error_rate=0.004, latency_p50_ms=750, latency_p99_ms=3600
+            ),
+            expected="rollback",
+            story=(
+                "LLM v2 (two InferencePools, vLLM metrics) answers as often but its first "
+                "tokens come 3× later: it should be rolled back"
+            ),
+            example=LLM_EXAMPLE,
+            example_policy=LLM_EXAMPLE_POLICY,
+            rps=40.0,
+        ),
     )
 
 
@@ -93,13 +123,20 @@ def example_files(examples: Path, name: str = EXAMPLE) -> dict[str, str]:
 
 
 def repository_files(
-    example: Mapping[str, str], releases: tuple[DemoRelease, ...]
+    example: Mapping[str, str],
+    releases: tuple[DemoRelease, ...],
+    other_examples: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, str]:
-    """The demo repository: one copy of the example per release, renamed, plus a README."""
+    """The demo repository: one copy of its example per release, renamed, plus a README.
+
+    `example` holds the files of EXAMPLE; `other_examples` those of the other examples releases
+    are made from, by folder name.
+    """
     files: dict[str, str] = {"README.md": _readme(releases)}
-    original_namespace, original_name = EXAMPLE_POLICY.split("/")
+    examples = {EXAMPLE: example, **(other_examples or {})}
     for release in releases:
-        for path, text in example.items():
+        original_namespace, original_name = release.example_policy.split("/")
+        for path, text in examples[release.example].items():
             renamed = text.replace(original_name, release.name).replace(
                 original_namespace, release.namespace
             )
@@ -129,8 +166,9 @@ def _readme(releases: tuple[DemoRelease, ...]) -> str:
     lines = [
         "# policyengine demo repository",
         "",
-        "Made by `policyengine demo` from `examples/modelmesh-canary`. Every decision of the",
-        "engine is a commit with `Policy:`, `Decision:`, `Weights:` and `Evaluated-At:` trailers:",
+        "Made by `policyengine demo` from `examples/modelmesh-canary` and `examples/llm-canary`.",
+        "Every decision of the engine is a commit with `Policy:`, `Decision:`, `Weights:` and",
+        "`Evaluated-At:` trailers:",
         "",
         "    git log",
         "",

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from policyengine.gitops.history import HistoryEntry
+from policyengine.metrics.catalog import metrics_of
 from policyengine.policy.models import ReleasePolicy
 from policyengine.report_html import DecisionRecord, ReleaseTimeline
 from policyengine.sim.fleet import IntervalResult
@@ -81,5 +82,16 @@ def _objective_bounds(policy: ReleasePolicy) -> tuple[float | None, float | None
         if objective.metric == "error-rate" and error_bound is None:
             error_bound = objective.max
         elif objective.threshold is not None and slow_threshold is None:
-            slow_threshold, slow_bound = objective.threshold, objective.max
+            # the chart counts on the simulator's millisecond grid; vLLM thresholds are seconds
+            in_ms = objective.threshold * _MS_PER_UNIT.get(_unit_of(policy, objective.metric), 1)
+            slow_threshold, slow_bound = in_ms, objective.max
     return error_bound, slow_threshold, slow_bound
+
+
+_MS_PER_UNIT = {"s": 1000.0, "us": 0.001}
+
+
+def _unit_of(policy: ReleasePolicy, metric: str) -> str:
+    _, metrics = metrics_of(policy)
+    template = metrics.get(metric)
+    return (template.unit if template is not None else None) or "ms"

@@ -18,8 +18,12 @@ from policyengine.sim.fleet import Fleet, FleetState, LatencyCounts, VersionKey,
 from policyengine.sim.latency import (
     ISTIO_BOUNDS_MS,
     KNATIVE_BOUNDS_MS,
+    LATENCY_GRID_MS,
     MODELMESH_BOUNDS_MS,
     OVMS_BOUNDS_US,
+    VLLM_E2E_BOUNDS_S,
+    VLLM_ITL_BOUNDS_S,
+    VLLM_TTFT_BOUNDS_S,
     us_to_ms,
 )
 
@@ -33,7 +37,9 @@ class Exposition(StrEnum):
     ISTIO = "istio"
     OVMS = "ovms"
     KSERVE = "kserve"  # serverless: Knative queue-proxy revision_* metrics
-    TRUSTYAI = "trustyai"
+    TRUSTYAI = "trustyai"  # the Java service: p-values, label model
+    TRUSTYAI_PY = "trustyai-py"  # the Python service: test statistics, label modelId
+    VLLM = "vllm"
     BUSINESS = "business"  # the reward: an application counter of conversions
 
 
@@ -57,6 +63,8 @@ class _Served:
     traffic: VersionTraffic
     spd: float
     dir: float
+    drift_statistic: float
+    drift_p_value: float
 
 
 # A request's outcome as each runtime labels it: (success, failure).
@@ -101,6 +109,8 @@ def _served_versions(fleet: Fleet, state: FleetState) -> Iterator[_Served]:
                 state.totals[key],
                 fairness.spd,
                 fairness.dir,
+                version.drift_statistic,
+                version.drift_p_value,
             )
 
 
@@ -190,6 +200,8 @@ def _ovms(served: _Served) -> Iterator[Sample]:
         ("method", "ModelInfer"),
         ("name", served.label),
         ("version", "1"),
+        # KServe's pod label app=isvc.<Deployment>, as a PodMonitor's podTargetLabels copies it
+        ("app", served.label),
     )
     yield Sample("ovms_requests_success", request, served.traffic.ok.count)
     yield Sample("ovms_requests_fail", request, served.traffic.failed.count)
@@ -198,6 +210,7 @@ def _ovms(served: _Served) -> Iterator[Sample]:
         ("interface", "gRPC"),
         ("name", served.label),
         ("version", "1"),
+        ("app", served.label),
     )
     yield from _histogram(
         "ovms_request_time_us",
@@ -233,7 +246,109 @@ def _kserve(served: _Served) -> Iterator[Sample]:
         )
 
 
+# Drift is scheduled on two feature columns; the second drifts half as much as the first.
+_DRIFT_COLUMNS = (("amount", 1.0), ("merchant_category", 0.5))
+
+
 def _trustyai(served: _Served) -> Iterator[Sample]:
+    yield from _trustyai_fairness(served)
+    # The Java service's drift gauges are p-values per column; FOURIERMMD is a probability of drift.
+    for metric in ("MEANSHIFT", "KSTEST", "APPROXKSTEST", "FOURIERMMD"):
+        request = uuid.uuid5(uuid.NAMESPACE_URL, f"sim:{served.policy}/{served.label}/{metric}")
+        for column, share in _DRIFT_COLUMNS:
+            # the weaker-drifting column has the larger p-value
+            p_value = 1.0 - (1.0 - served.drift_p_value) * share
+            value = 1.0 - p_value if metric == "FOURIERMMD" else p_value
+            labels: Labels = (
+                ("namespace", served.namespace),
+                ("metricName", metric),
+                ("model", served.label),
+                ("request", str(request)),
+                ("batch_size", "5000"),
+                ("subcategory", column),
+            )
+            yield Sample(f"trustyai_{metric.lower()}", labels, value)
+
+
+def _trustyai_py(served: _Served) -> Iterator[Sample]:
+    for metric, value in (("SPD", served.spd), ("DIR", served.dir)):
+        request = uuid.uuid5(uuid.NAMESPACE_URL, f"sim-py:{served.policy}/{served.label}/{metric}")
+        labels: Labels = (
+            ("namespace", served.namespace),
+            ("metricName", metric),
+            ("modelId", served.label),
+            ("request", str(request)),
+            ("protectedAttribute", "gender"),
+            ("outcomeName", "approved"),
+        )
+        yield Sample(f"trustyai_{metric.lower()}", labels, value)
+    # The Python service publishes test statistics per column (high is drift); MMD is one value.
+    for metric in ("CompareMeans", "KSTest", "KSTESTSTREAMING", "JensenShannon", "MMD"):
+        request = uuid.uuid5(uuid.NAMESPACE_URL, f"sim-py:{served.policy}/{served.label}/{metric}")
+        base: Labels = (
+            ("namespace", served.namespace),
+            ("metricName", metric),
+            ("modelId", served.label),
+            ("request", str(request)),
+            ("referenceTag", "training"),
+        )
+        if metric == "MMD":
+            yield Sample("trustyai_mmd", base, served.drift_statistic)
+            continue
+        for column, share in _DRIFT_COLUMNS:
+            labels = (*base, ("subcategory", column))
+            yield Sample(f"trustyai_{metric.lower()}", labels, served.drift_statistic * share)
+
+
+# vLLM: the fleet's latency draw is the time to first token; inter-token latency and end-to-end
+# latency are the same draw scaled (÷ 8 and × 20), not modelled on their own.
+_ITL_PER_TTFT = 1 / 8
+_E2E_PER_TTFT = 20.0
+_FINISHED = ("stop", "length", "abort", "error", "repetition")
+
+
+def _vllm(served: _Served) -> Iterator[Sample]:
+    base: Labels = (
+        ("namespace", served.namespace),
+        ("model_name", served.label),
+        ("engine", "0"),
+    )
+    ok, failed = served.traffic.ok, served.traffic.failed
+    length = ok.count // 10  # a tenth of the good answers stop at max_tokens
+    aborted = failed.count // 4  # a quarter of the failures are client aborts
+    counts = (ok.count - length, length, aborted, failed.count - aborted, 0)
+    for reason, count in zip(_FINISHED, counts, strict=True):
+        yield Sample("vllm:request_success_total", (*base, ("finished_reason", reason)), count)
+    latency = served.traffic.latency
+    for name, bounds, scale in (
+        ("vllm:time_to_first_token_seconds", VLLM_TTFT_BOUNDS_S, 1.0),
+        ("vllm:inter_token_latency_seconds", VLLM_ITL_BOUNDS_S, _ITL_PER_TTFT),
+        ("vllm:e2e_request_latency_seconds", VLLM_E2E_BOUNDS_S, _E2E_PER_TTFT),
+    ):
+        yield from _scaled_histogram(name, base, latency, bounds, scale)
+    yield Sample("vllm:num_requests_waiting", base, 0.0)
+
+
+def _scaled_histogram(
+    name: str, labels: Labels, counts: LatencyCounts, bounds_s: Iterable[float], scale: float
+) -> Iterator[Sample]:
+    """A seconds histogram of the draw × scale on vLLM's own bounds.
+
+    A bound b holds the requests at or below the largest grid bound ≤ b / scale (the grid is
+    finer than vLLM's buckets), so the counts stay cumulative and never exceed the total.
+    """
+    cumulative = counts.cumulative()
+    for bound in bounds_s:
+        limit_ms = bound * 1000.0 / scale
+        below = [g for g in LATENCY_GRID_MS if g <= limit_ms]
+        value = cumulative[below[-1]] if below else 0
+        yield Sample(f"{name}_bucket", (*labels, ("le", plain_float(bound))), value)
+    yield Sample(f"{name}_bucket", (*labels, ("le", "+Inf")), counts.count)
+    yield Sample(f"{name}_count", labels, counts.count)
+    yield Sample(f"{name}_sum", labels, counts.sum_ms * scale / 1000.0)
+
+
+def _trustyai_fairness(served: _Served) -> Iterator[Sample]:
     for metric, value in (("SPD", served.spd), ("DIR", served.dir)):
         # TrustyAI names each scheduled request by a UUID; a stable one keeps the series stable.
         request = uuid.uuid5(uuid.NAMESPACE_URL, f"sim:{served.policy}/{served.label}/{metric}")
@@ -267,5 +382,7 @@ _EXPOSERS: dict[Exposition, Callable[[_Served], Iterator[Sample]]] = {
     Exposition.OVMS: _ovms,
     Exposition.KSERVE: _kserve,
     Exposition.TRUSTYAI: _trustyai,
+    Exposition.TRUSTYAI_PY: _trustyai_py,
+    Exposition.VLLM: _vllm,
     Exposition.BUSINESS: _business,
 }

@@ -33,6 +33,10 @@ class VersionProfile:
     spd: float = 0.0  # TrustyAI statistical parity difference
     dir: float = 1.0  # TrustyAI disparate impact ratio
     fairness_noise: float = 0.0  # standard deviation of the gauges around spd/dir per interval
+    # TrustyAI drift against the training data: the Python service's test statistic (KS D,
+    # Jensen-Shannon, MMD, |t|; high is drift) and the Java service's p-value (low is drift)
+    drift_statistic: float = 0.02
+    drift_p_value: float = 0.6
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.error_rate <= 1.0:
@@ -42,6 +46,8 @@ class VersionProfile:
                 f"{self.name}: conversion rate {self.conversion_rate} is not in [0, 1]"
             )
         LatencyProfile(self.latency_p50_ms, self.latency_p99_ms)
+        if not 0.0 <= self.drift_p_value <= 1.0:
+            raise ValueError(f"{self.name}: drift p-value {self.drift_p_value} is not in [0, 1]")
 
     @property
     def label(self) -> str:

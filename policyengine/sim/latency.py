@@ -27,6 +27,20 @@ KNATIVE_BOUNDS_MS: tuple[float, ...] = (
     5, 10, 20, 40, 60, 80, 100, 150, 200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 900, 1000,
     2000, 5000, 10000, 20000, 50000, 100000,
 )  # fmt: skip
+# vLLM vllm/v1/metrics/loggers.py histogram buckets (seconds): time to first token, inter-token
+# latency, end-to-end request latency.
+VLLM_TTFT_BOUNDS_S: tuple[float, ...] = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)  # fmt: skip
+VLLM_ITL_BOUNDS_S: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+    40.0, 80.0,
+)  # fmt: skip
+VLLM_E2E_BOUNDS_S: tuple[float, ...] = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
+)  # fmt: skip
 # OVMS model_metric_reporter.cpp: floor(10 * 1.8^i) µs for i = 0..32.
 OVMS_BOUNDS_US: tuple[int, ...] = tuple(math.floor(10 * 1.8**i) for i in range(33))
 

@@ -1,5 +1,6 @@
-"""`policyengine demo` end to end, as a newcomer runs it: exit 0 with one release promoted and one
-rolled back (read from the kept repository's trailers), a self-contained HTML report with charts,
+"""`policyengine demo` end to end, as a newcomer runs it: exit 0 with one release promoted and two
+rolled back, one of them the LLM canary on vLLM's time to first token (read from the kept
+repository's trailers), a self-contained HTML report with charts,
 and the embedded metrics backend deciding exactly as the real Prometheus does.
 """
 
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.prometheus
 
 HEALTHY = "fraud-detection/fraud-detector"
 BAD = "credit-risk/credit-scorer"
+LLM = "llm-serving/support-chat"
 # Anything a browser would fetch or follow off the page.
 NETWORK_REFERENCE = re.compile(
     r"https?:|ftp:|wss?:|//[\w.-]+\.\w|127\.0\.0\.1|localhost|\bsrc\s*=|\bhref\s*=\s*\"(?!#)"
@@ -60,7 +62,7 @@ def engine_decisions(repo: Path) -> list[dict[str, str]]:
     return [trailers_of(message) for message in log.split("\0") if "Decision: " in message]
 
 
-def test_the_demo_promotes_one_release_and_rolls_back_the_other(
+def test_the_demo_promotes_one_release_and_rolls_back_the_others(
     demo_run: tuple[subprocess.CompletedProcess[str], Path, Path],
 ) -> None:
     completed, keep, report = demo_run
@@ -70,7 +72,10 @@ def test_the_demo_promotes_one_release_and_rolls_back_the_other(
     final = {
         d["Policy"]: d["Decision"] for d in decisions if d["Decision"] in ("promote", "rollback")
     }
-    assert final == {HEALTHY: "promote", BAD: "rollback"}
+    assert final == {HEALTHY: "promote", BAD: "rollback", LLM: "rollback"}
+    llm = [d for d in decisions if d["Policy"] == LLM]
+    assert llm[-1]["Weights"] == "v1=100,v2=0"
+    assert "objective failed: slow-first-token on v2" in completed.stdout  # from `history`
     healthy = [d for d in decisions if d["Policy"] == HEALTHY]
     assert [d["Weights"] for d in healthy] == [
         "v1=90,v2=10",
@@ -99,7 +104,7 @@ def test_the_report_has_charts_and_no_network_reference(
     assert NETWORK_REFERENCE.search(page) is None, NETWORK_REFERENCE.search(page)
     # Per release: the weights and three metric charts.
     assert page.count("<svg") >= 8
-    for policy in (HEALTHY, BAD):
+    for policy in (HEALTHY, BAD, LLM):
         assert policy.replace("/", "&#47;") in page
     assert "rollback" in page and "promote" in page
     assert "interval" in page  # each decision's evidence table

@@ -97,7 +97,8 @@ def start_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
         prometheus = PrometheusServer(tmp_path / "prometheus")
         servers.append(prometheus)
         prometheus.start()
-        files = repository_files(example_files(EXAMPLES), releases)
+        others = {r.example: example_files(EXAMPLES, r.example) for r in releases}
+        files = repository_files(example_files(EXAMPLES), releases, others)
         if edit_policy is not None:
             for r in releases:
                 files[f"{r.folder}/policy.yaml"] = edit_policy(files[f"{r.folder}/policy.yaml"])

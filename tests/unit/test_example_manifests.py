@@ -24,6 +24,7 @@ EXAMPLE_NAMES = [
     "kserve-bluegreen",
     "gateway-mirror",
     "kserve-standard-canary",
+    "llm-canary",
 ]
 MANIFESTS = sorted(
     path

@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 
 from policyengine.sim.exposition import Exposition, Sample, expose, java_float, plain_float
 from policyengine.sim.fleet import Fleet, FleetState, ModelProfile, VersionProfile, splits_of
+from policyengine.sim.latency import VLLM_E2E_BOUNDS_S, VLLM_ITL_BOUNDS_S, VLLM_TTFT_BOUNDS_S
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 FLEET = Fleet(
@@ -89,7 +91,7 @@ def of(samples: list[Sample], metric: str, **labels: str) -> list[Sample]:
                 "ovms_request_time_us_sum",
             },
             "name",
-            {"name", "version", "interface"},
+            {"name", "version", "interface", "app"},
         ),
         (
             Exposition.KSERVE,
@@ -113,9 +115,48 @@ def of(samples: list[Sample], metric: str, **labels: str) -> list[Sample]:
         ),
         (
             Exposition.TRUSTYAI,
-            {"trustyai_spd", "trustyai_dir"},
+            {
+                "trustyai_spd",
+                "trustyai_dir",
+                "trustyai_meanshift",
+                "trustyai_kstest",
+                "trustyai_approxkstest",
+                "trustyai_fouriermmd",
+            },
             "model",
             {"metricName", "model", "request"},
+        ),
+        (
+            Exposition.TRUSTYAI_PY,
+            {
+                "trustyai_spd",
+                "trustyai_dir",
+                "trustyai_comparemeans",
+                "trustyai_kstest",
+                "trustyai_ksteststreaming",
+                "trustyai_jensenshannon",
+                "trustyai_mmd",
+            },
+            "modelId",
+            {"metricName", "modelId", "request"},
+        ),
+        (
+            Exposition.VLLM,
+            {
+                "vllm:request_success_total",
+                "vllm:num_requests_waiting",
+                *(
+                    f"vllm:{name}_seconds_{part}"
+                    for name in (
+                        "time_to_first_token",
+                        "inter_token_latency",
+                        "e2e_request_latency",
+                    )
+                    for part in ("bucket", "count", "sum")
+                ),
+            },
+            "model_name",
+            {"model_name", "engine"},
         ),
         (
             Exposition.BUSINESS,
@@ -239,3 +280,60 @@ def test_float_formats(value: float, java: str, plain: str) -> None:
 def test_an_unknown_exposition_is_an_error() -> None:
     with pytest.raises(ValueError, match="prometheus"):
         expose(FLEET, states(0)[0], ["prometheus"])
+
+
+def test_vllm_histograms_are_cumulative_on_vllms_own_bounds() -> None:
+    samples = expose(FLEET, states()[-1], [Exposition.VLLM])
+    for name, bounds in (
+        ("vllm:time_to_first_token_seconds", VLLM_TTFT_BOUNDS_S),
+        ("vllm:inter_token_latency_seconds", VLLM_ITL_BOUNDS_S),
+        ("vllm:e2e_request_latency_seconds", VLLM_E2E_BOUNDS_S),
+    ):
+        for model in ("fraud-v1", "fraud-v2"):
+            buckets = [
+                s
+                for s in samples
+                if s.name == f"{name}_bucket" and dict(s.labels)["model_name"] == model
+            ]
+            les = [dict(s.labels)["le"] for s in buckets]
+            assert les == [plain_float(b) for b in bounds] + ["+Inf"]
+            values = [s.value for s in buckets]
+            assert values == sorted(values) and values[-1] > 0
+    finished = {
+        dict(s.labels)["finished_reason"] for s in samples if s.name == "vllm:request_success_total"
+    }
+    assert finished == {"stop", "length", "abort", "error", "repetition"}
+
+
+def test_trustyai_drift_gauges_point_the_right_way() -> None:
+    """Java p-values fall with drift (fouriermmd rises); Python statistics rise with drift."""
+    drifting = Fleet(
+        (
+            ModelProfile(
+                "risk/scorer",
+                "risk",
+                "scorer",
+                (
+                    VersionProfile("v1", "scorer-v1"),
+                    VersionProfile("v2", "scorer-v2", drift_statistic=0.4, drift_p_value=0.01),
+                ),
+            ),
+        )
+    )
+    state = drifting.start(T0)
+    java = expose(drifting, state, [Exposition.TRUSTYAI])
+    python = expose(drifting, state, [Exposition.TRUSTYAI_PY])
+
+    def worst(
+        samples: list[Sample], name: str, label: str, version: str, pick: Callable[..., float]
+    ) -> float:
+        return pick(s.value for s in samples if s.name == name and dict(s.labels)[label] == version)
+
+    assert worst(java, "trustyai_meanshift", "model", "scorer-v2", min) == pytest.approx(0.01)
+    assert worst(java, "trustyai_meanshift", "model", "scorer-v1", min) == pytest.approx(0.6)
+    assert worst(java, "trustyai_fouriermmd", "model", "scorer-v2", max) == pytest.approx(0.99)
+    assert worst(python, "trustyai_kstest", "modelId", "scorer-v2", max) == pytest.approx(0.4)
+    assert worst(python, "trustyai_kstest", "modelId", "scorer-v1", max) == pytest.approx(0.02)
+    assert {
+        dict(s.labels).get("protectedAttribute") for s in python if s.name == "trustyai_spd"
+    } == {"gender"}
