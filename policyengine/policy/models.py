@@ -125,10 +125,10 @@ class Backend(Model):
         default=None,
         description="gatewayapi: name of the backendRef (a Service, or an InferencePool with kind).",
     )
-    kind: Literal["Service", "InferencePool"] = Field(
-        default="Service",
+    kind: Literal["Service", "InferencePool"] | None = Field(
+        default=None,
         description=(
-            "gatewayapi: kind of the backendRef: Service, or InferencePool (Gateway API "
+            "gatewayapi: kind of the backendRef: Service (the default), or InferencePool (Gateway API "
             "Inference Extension, group inference.networking.k8s.io or the older "
             "inference.networking.x-k8s.io)."
         ),

@@ -410,8 +410,8 @@ def _router_problems(policy: ReleasePolicy) -> list[FieldProblem]:
     # mirrored requests would reach the baseline model again.
     for index, version in enumerate(policy.spec.versions):
         backend = version.backend
-        if router != "gatewayapi" and (backend.kind != "Service" or backend.group is not None):
-            field = "kind" if backend.kind != "Service" else "group"
+        if router != "gatewayapi" and (backend.kind is not None or backend.group is not None):
+            field = "kind" if backend.kind is not None else "group"
             problems.append(
                 FieldProblem(
                     ("spec", "versions", index, "backend", field),
@@ -426,7 +426,7 @@ def _router_problems(policy: ReleasePolicy) -> list[FieldProblem]:
                     f"not {backend.group!r}",
                 )
             )
-        elif backend.kind == "Service" and backend.group not in (None, ""):
+        elif backend.kind in (None, "Service") and backend.group not in (None, ""):
             problems.append(
                 FieldProblem(
                     ("spec", "versions", index, "backend", "group"),

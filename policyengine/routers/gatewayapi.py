@@ -170,12 +170,12 @@ class GatewayAPIRouter:
         ref = plain_copy(refs[template_index if template_index is not None else 0])
         backend = version.backend
         ref["name"] = backend.service
-        if backend.kind == "Service":
+        if _kind_of(version) == "Service":
             ref.pop("group", None)
             ref.pop("kind", None)
         else:
             ref["group"] = _group_of(version)
-            ref["kind"] = backend.kind
+            ref["kind"] = _kind_of(version)
         if backend.namespace is not None:
             ref["namespace"] = backend.namespace
         else:
@@ -264,7 +264,9 @@ def _is_version(ref: Any, version: Version, route_namespace: str | None) -> bool
     backend = version.backend
     if not isinstance(ref, dict) or backend.service is None or ref.get("name") != backend.service:
         return False
-    if ref.get("kind", "Service") != backend.kind or ref.get("group", "") != _group_of(version):
+    if ref.get("kind", "Service") != _kind_of(version) or ref.get("group", "") != _group_of(
+        version
+    ):
         return False
     ref_namespace = ref.get("namespace", route_namespace)
     if backend.namespace is not None and ref_namespace != backend.namespace:
@@ -272,6 +274,10 @@ def _is_version(ref: Any, version: Version, route_namespace: str | None) -> bool
     if backend.namespace is None and ref.get("namespace") not in (None, route_namespace):
         return False
     return backend.port is None or ref.get("port") == backend.port
+
+
+def _kind_of(version: Version) -> str:
+    return version.backend.kind or "Service"
 
 
 def _group_of(version: Version) -> str:

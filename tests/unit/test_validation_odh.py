@@ -132,3 +132,56 @@ def test_drift_bounds_on_the_bad_side_are_accepted(
     metric_set: str, objective: dict[str, object]
 ) -> None:
     assert policy_problems(drift_policy(metric_set, objective)) == []
+
+
+def pool_policy(router: str, backend: dict[str, object], strategy: str = "canary") -> ReleasePolicy:
+    steps = {"steps": [10, 50]} if strategy == "canary" else {}
+    return ReleasePolicy.model_validate(
+        {
+            "apiVersion": "policyengine.io/v1alpha1",
+            "kind": "ReleasePolicy",
+            "metadata": {"name": "support-chat", "namespace": "llm"},
+            "spec": {
+                "target": {"router": router, "manifests": [{"path": "route.yaml"}]},
+                "versions": [
+                    {"name": "v1", "role": "baseline", "backend": {**backend, "service": "p1"}},
+                    {"name": "v2", "role": "candidate", "backend": {**backend, "service": "p2"}},
+                ],
+                "strategy": {"type": strategy, **steps},
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("router", "backend", "strategy", "problem"),
+    [
+        ("gatewayapi", {"kind": "InferencePool"}, "canary", None),
+        (
+            "gatewayapi",
+            {"kind": "InferencePool", "group": "inference.networking.x-k8s.io"},
+            "canary",
+            None,
+        ),
+        ("gatewayapi", {"kind": "InferencePool", "group": "apps"}, "canary", "group"),
+        ("gatewayapi", {"group": "inference.networking.k8s.io"}, "canary", "group"),
+        ("istio", {"kind": "InferencePool", "host": "h"}, "canary", "kind"),
+        ("gatewayapi", {"kind": "InferencePool"}, "mirror", "type"),
+        ("gatewayapi", {"predictor": "v1"}, "canary", "predictor"),
+    ],
+)
+def test_validation_knows_the_backend_kinds(
+    router: str, backend: dict[str, object], strategy: str, problem: str | None
+) -> None:
+    found = policy_problems(pool_policy(router, backend, strategy))
+    if problem is None:
+        assert found == []
+    else:
+        assert found and found[0].field[-1] == problem, found
+
+
+def test_the_new_backend_fields_stay_out_of_a_release_id_when_unset() -> None:
+    """Backend.kind/group/predictor default to None: release_id() dumps the backend without
+    None values, so a release in flight keeps its identity (tests/golden/reconcile pins it)."""
+    policy = pool_policy("gatewayapi", {})
+    assert policy.spec.candidates[0].backend.model_dump(exclude_none=True) == {"service": "p2"}
