@@ -214,8 +214,11 @@ def test_counters_never_go_down_and_gauges_carry_fairness(
         end,
     )
     assert total == states[-1].totals[VersionKey(MM, "v2")].requests
-    spd = query(server, 'trustyai_spd{metricName="SPD"}', end)
+    # the Java service's series carry `model`, the Python service's `modelId`
+    spd = query(server, 'trustyai_spd{metricName="SPD",model=~".+"}', end)
     assert sorted(spd.values()) == pytest.approx([-0.15, 0.0, 0.0, 0.02])
+    spd_py = query(server, 'trustyai_spd{metricName="SPD",modelId=~".+"}', end)
+    assert sorted(spd_py.values()) == pytest.approx([-0.15, 0.0, 0.0, 0.02])
     conversions = one(server, 'business_conversions_total{model="fraud",version="fraud-v1"}', end)
     assert conversions == states[-1].totals[VersionKey(MM, "v1")].conversions
     assert end - states[0].at == timedelta(minutes=INTERVALS)
