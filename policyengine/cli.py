@@ -18,6 +18,7 @@ from policyengine import __version__
 from policyengine.controller.leases import LeaseApi, LeaseSettings, ShardLeaser
 from policyengine.controller.loop import Controller
 from policyengine.controller.metrics import ControllerMetrics
+from policyengine.controller.notify import Notifier, NotifySettings
 from policyengine.controller.server import ControllerServer, ServerSettings, webhook_secret
 from policyengine.errors import PolicyEngineError
 from policyengine.gatekeeper import Gatekeeper, cluster_reader, forge_factory
@@ -394,6 +395,22 @@ def _stop_on_signals(controller: Controller) -> None:
     show_default=True,
     help="How long a Lease lasts without renewal (renewed every third of it).",
 )
+@click.option(
+    "--notify-hold-after",
+    "notify_hold_after_text",
+    default="30m",
+    show_default=True,
+    envvar="POLICYENGINE_NOTIFY_HOLD_AFTER",
+    help="Notify when a policy has held this long [env POLICYENGINE_NOTIFY_HOLD_AFTER]. Sinks: "
+    "POLICYENGINE_NOTIFY_SLACK_URL, _TEAMS_URL, _WEBHOOK_URL (or each with _FILE).",
+)
+@click.option(
+    "--notify-link",
+    default="",
+    envvar="POLICYENGINE_NOTIFY_LINK",
+    help="Link to a commit in notifications, {sha} replaced, e.g. "
+    "https://github.com/org/repo/commit/{sha} [env POLICYENGINE_NOTIFY_LINK].",
+)
 def run(
     repo: str,
     branch: str,
@@ -406,6 +423,8 @@ def run(
     lease_namespace: str,
     identity: str | None,
     lease_duration_text: str,
+    notify_hold_after_text: str,
+    notify_link: str,
     **gate: Any,
 ) -> None:
     """Run in the cluster: the reconcile loop, forge webhooks, /metrics and health probes.
@@ -439,11 +458,28 @@ def run(
             raise click.BadParameter(str(error), param_hint="--lease-duration") from None
         api = LeaseApi.from_cluster(gate.get("kubeconfig"), bool(gate.get("in_cluster")))
         leaser = ShardLeaser(api, lease_settings, on_change=metrics.shards_held.set)
+    try:
+        hold_after = parse_duration(notify_hold_after_text)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--notify-hold-after") from None
+    notify_settings = NotifySettings.from_environment(
+        hold_after=hold_after, link_template=notify_link
+    )
+    notifier = None
+    if notify_settings.sinks:
+        notifier = Notifier(
+            notify_settings,
+            on_result=lambda sink, result: metrics.notifications.labels(
+                sink=sink, result=result
+            ).inc(),
+        )
+        click.echo(f"notifications: {', '.join(sorted(notify_settings.sinks))}")
     controller = Controller(
         engine,
         interval,
         metrics=metrics,
         scopes=leaser,
+        listeners=(notifier,) if notifier is not None else (),
         report=_report_pass,
         report_error=lambda message: click.echo(f"error: {message}", err=True),
     )
@@ -470,6 +506,8 @@ def run(
     finally:
         if leaser is not None:
             leaser.stop(release=True)  # the others take the shards at once, not after expiry
+        if notifier is not None:
+            notifier.stop()
         server.stop()
 
 

@@ -385,6 +385,7 @@ class PassResult:
     yielded: tuple[str, ...] = ()  # policies whose change yielded to a human commit
     proposals: tuple[ProposalReport, ...] = ()  # pull requests opened or updated
     fenced: tuple[str, ...] = ()  # policies whose commits were dropped: their shard was lost
+    commit_of: Mapping[str, str] = field(default_factory=dict)  # policy -> its pushed commit
 
     @property
     def exit_code(self) -> int:
@@ -546,6 +547,7 @@ class Engine:
             pushed=pushed.pushed,
             yielded=pushed.dropped_policies,
             proposals=self._propose(workspace, plan, now),
+            commit_of=workspace.commit_policies(pushed.commits) if pushed.pushed else {},
         )
 
     def _proposes(self, policy_plan: PolicyPlan) -> bool:

@@ -650,6 +650,15 @@ class Workspace:
         algorithm = hashlib.sha1 if len(self._head) == 40 else hashlib.sha256
         return algorithm(b"blob %d\0" % len(content) + content).hexdigest()
 
+    def commit_policies(self, commits: Iterable[str]) -> dict[str, str]:
+        """policy key -> the last of `commits` about it (from the commits' trailers)."""
+        found: dict[str, str] = {}
+        for sha, raw in self._cat_batch(commits).items():
+            _, _, message = raw.partition(b"\n\n")
+            for policy in policies_of(message.decode("utf-8", errors="replace")):
+                found[policy] = sha
+        return found
+
     def _cat_batch(self, object_ids: Iterable[str]) -> dict[str, bytes]:
         wanted = list(dict.fromkeys(object_ids))
         if not wanted:

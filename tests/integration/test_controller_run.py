@@ -27,6 +27,7 @@ from policyengine.controller.loop import Controller
 from policyengine.controller.server import ControllerServer, ServerSettings
 from policyengine.reconciler import Engine, EngineSettings
 from tests.support.fake_leases import running_lease_api
+from tests.support.receivers import Receiver
 from tests.support.release_repos import (
     ReleaseRepo,
     console_script,
@@ -81,6 +82,11 @@ def test_a_signed_push_webhook_starts_a_pass_that_commits_within_2_seconds(
 ) -> None:
     repo = ReleaseRepo.create(tmp_path, modelmesh_baseline_files())
     output = tmp_path / "run.out"
+    receiver = Receiver()  # the generic JSON notification webhook
+    notify = {
+        "POLICYENGINE_NOTIFY_WEBHOOK_URL": receiver.url("/hook"),
+        "POLICYENGINE_NOTIFY_LINK": "https://forge.example/commit/{sha}",
+    }
     with output.open("wb") as sink:
         process = subprocess.Popen(
             [
@@ -97,7 +103,12 @@ def test_a_signed_push_webhook_starts_a_pass_that_commits_within_2_seconds(
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "POLICYENGINE_WEBHOOK_SECRET": SECRET},
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "POLICYENGINE_WEBHOOK_SECRET": SECRET,
+                **notify,
+            },
         )
         try:
             assert _wait_for(lambda: "listening on" in output.read_text(), 30, 0.1)
@@ -143,9 +154,26 @@ def test_a_signed_push_webhook_starts_a_pass_that_commits_within_2_seconds(
                 'policyengine_webhooks_total{forge="github",result="unauthorized"} 2.0' in metrics
             )
 
+            # The decision was notified, with a link to the pushed commit.
+            assert _wait_for(lambda: receiver.received, 10)
+            [(_, notified)] = receiver.received
+            assert (
+                notified["decision"] == "advance"
+                and notified["policy"] == "fraud-detection/fraud-detector"
+            )
+            assert notified["link"] == f"https://forge.example/commit/{commits[0].sha}"
+            assert _wait_for(
+                lambda: (
+                    'policyengine_notifications_total{result="sent",sink="webhook"} 1.0'
+                    in _get(f"{base}/metrics")[1]
+                ),
+                10,
+            ), _get(f"{base}/metrics")[1]
+
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=30) == 0
         finally:
+            receiver.stop()
             if process.poll() is None:
                 process.kill()
                 process.wait()
