@@ -183,7 +183,7 @@ def test_rbac_reads_applications_and_manages_leases_only(overlay: str) -> None:
         for resource in rule["resources"]
     }
     assert rules == {
-        ("Role", "coordination.k8s.io", "leases", ("get", "list", "create", "update")),
+        ("Role", "coordination.k8s.io", "leases", ("list", "create", "update")),
         ("ClusterRole", "argoproj.io", "applications", ("get",)),
     }
     for binding in (o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
