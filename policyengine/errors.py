@@ -47,3 +47,13 @@ class ForgeError(PolicyEngineError):
 
 class ClusterError(PolicyEngineError):
     """The Kubernetes API (Argo CD Application) could not be read."""
+
+
+class StorageUnavailableError(PolicyEngineError):
+    """Object storage (S3, Ceph RGW) could not be reached or failed (5xx, timeout)."""
+
+    exit_code = 3
+
+
+class StorageObjectMissingError(PolicyEngineError):
+    """Object storage answered, but the object (or bucket) named by a policy does not exist."""

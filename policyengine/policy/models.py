@@ -8,35 +8,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator, model_validator
 
-from policyengine.policy.duration import DURATION_PATTERN
+from policyengine.policy.base import Duration, Model
+from policyengine.policy.golden import GoldenTest
 from policyengine.policy.performance import PerformanceGate
 
 API_VERSION = "policyengine.io/v1alpha1"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 VERSION_NAME = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"
 
-Duration = Annotated[
-    str,
-    Field(pattern=DURATION_PATTERN, json_schema_extra={"examples": ["30s", "6m", "1h30m"]}),
-]
 Percent = Annotated[float, Field(ge=0, le=100)]
 RouterKind = Literal["istio-modelmesh", "istio", "kserve", "kserve-canary", "gatewayapi"]
 FailureAction = Literal["rollback", "hold"]
 InconclusiveAction = Literal["hold", "rollback", "promote"]
-
-
-class Model(BaseModel):
-    """Frozen, strict about unknown fields, camelCase in YAML."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        alias_generator=to_camel,
-        populate_by_name=True,
-    )
 
 
 class Metadata(Model):
@@ -561,6 +546,13 @@ class ReleasePolicySpec(Model):
         description=(
             "Load-test the candidate's own endpoint against SLOs before it gets traffic; a miss "
             "rolls the release back with the report as evidence."
+        ),
+    )
+    golden: GoldenTest | None = Field(
+        default=None,
+        description=(
+            "A golden test replayed against the candidate before any user traffic reaches it "
+            "(and drift checks); a failure rolls the release back."
         ),
     )
 

@@ -1,0 +1,1 @@
+"""Object storage (S3, Ceph RGW): golden datasets and the evidence archive."""
