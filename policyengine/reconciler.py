@@ -22,11 +22,19 @@ from policyengine.analysis.observations import DataStatus, Observations
 from policyengine.analysis.verdict import NO_OBJECTIVES, Assessment
 from policyengine.cache import DocumentCache
 from policyengine.documents import find_document, load_documents
-from policyengine.errors import GitError, GitUnreachableError, PolicyEngineError
+from policyengine.errors import (
+    GitError,
+    GitUnreachableError,
+    PolicyEngineError,
+    StorageObjectMissingError,
+    StorageUnavailableError,
+)
 from policyengine.gating import OPEN_GATE, PolicyGate, gated_outcome, gated_status
 from policyengine.gitops.commits import engine_commit_message
 from policyengine.gitops.repo import GitCredentials, Workspace
 from policyengine.gitops.status import dump_status, status_path
+from policyengine.golden.archive import archive_evidence
+from policyengine.golden.gate import GateResult, run_golden_gate, run_payload_drift
 from policyengine.metrics.catalog import metrics_of
 from policyengine.metrics.collector import MetricNeed, collect, needs_of
 from policyengine.metrics.prometheus import PrometheusProvider
@@ -35,6 +43,7 @@ from policyengine.policy.loader import LoadedPolicy, PolicyIssue
 from policyengine.policy.models import ManifestRef, MetricSet, Provider, ReleasePolicy
 from policyengine.report import evidence_markdown
 from policyengine.routers import router_for
+from policyengine.storage.s3 import S3Location
 from policyengine.strategies import Decision, Outcome, Phase, TrafficSplit, apply, begin, decide
 from policyengine.strategies.status import ReleaseStatus
 
@@ -63,7 +72,7 @@ class PolicyPlan:
     error: str | None = None  # the policy was skipped: why
     unreachable: str | None = None  # a dependency could not be reached: which
     status: ReleaseStatus | None = None  # the status after this decision
-    gate_evidence: str = ""  # what a gate measured (a load test's report), after the assessment
+    gate_evidence: str = ""  # what a gate measured (load test, golden test), after the assessment
 
     @property
     def writes(self) -> bool:
@@ -99,6 +108,8 @@ class PassPlan:
 
 
 ProviderFactory = Callable[[ReleasePolicy], MetricsProvider]
+# The golden gate and payload-drift check of one policy in its current status (golden/gate.py).
+GoldenChecks = Callable[[ReleasePolicy, ReleaseStatus], GateResult]
 
 
 @dataclass
@@ -132,12 +143,14 @@ def plan_pass(
     gates: Mapping[str, PolicyGate] | None = None,
     cache: DocumentCache | None = None,
     trailers: Mapping[str, str] | None = None,
+    golden_checks: GoldenChecks | None = None,
 ) -> PassPlan:
     """Decide every policy as of `now` from the files under `root`; writes nothing.
 
     `gates`: what Argo CD and the forge said per policy (gatekeeper.py), applied before deciding.
     `cache`: documents parsed in earlier passes (the engine's); without it every file is read.
     `trailers`: added to every commit message (a sharded replica's holder identity).
+    `golden_checks`: runs a policy's golden gate (before its first step) or payload-drift check.
     """
     cache = cache or DocumentCache()
     gates = gates or {}
@@ -154,6 +167,17 @@ def plan_pass(
             failures[item.key] = PolicyPlan(item.key, item.path, error=str(error))
 
     observations = _observe(loaded, observed, metric_sets, provider_for, now, gates)
+    golden: dict[str, GateResult] = {}
+    for item in loaded:
+        if golden_checks is None or item.key not in observed or item.policy.spec.golden is None:
+            continue
+        status, _ = observed[item.key]
+        if status.phase is not Phase.PROGRESSING or item.policy.spec.paused:
+            continue
+        try:
+            golden[item.key] = golden_checks(item.policy, status)
+        except PolicyEngineError as error:
+            failures[item.key] = PolicyPlan(item.key, item.path, error=str(error))
 
     plans: list[PolicyPlan] = []
     for item in loaded:
@@ -173,6 +197,7 @@ def plan_pass(
                     now,
                     gates.get(item.key, OPEN_GATE),
                     trailers or {},
+                    golden.get(item.key),
                 )
             )
         except PolicyEngineError as error:
@@ -252,6 +277,7 @@ def _plan_policy(
     now: datetime,
     gate: PolicyGate = OPEN_GATE,
     trailers: Mapping[str, str] | None = None,
+    golden: GateResult | None = None,
 ) -> PolicyPlan:
     policy = item.policy
     assessment = NO_OBJECTIVES
@@ -270,9 +296,24 @@ def _plan_policy(
         assessment = assess(policy, metrics, observations, current, status.step_started_at, now)
         if _is_unreachable(observations):
             unreachable = observations.message
+    golden_evidence = ""
+    if golden is not None:
+        assessment = golden.merged_into(assessment)
+        unreachable = unreachable or golden.unreachable
+        golden_evidence = golden.markdown
     gated = gated_outcome(policy, status, gate)
     if gated is not None:
         outcome = gated
+    elif golden is not None and golden.hold_reasons and status.step < 0:
+        # Strategies start a release without evidence (there can be none before traffic); a
+        # golden test that could not run must not let the first step through.
+        outcome = Outcome(
+            Decision.HOLD,
+            "holding before the first step: " + "; ".join(golden.hold_reasons),
+            status.split,
+            status.phase,
+            status.step,
+        )
     elif (
         status.phase is Phase.PROGRESSING and status.step >= 0 and not current.same_as(status.split)
     ):
@@ -296,7 +337,11 @@ def _plan_policy(
         current=current,
         unreachable=unreachable,
         status=status,
-        gate_evidence=gate.evidence if gate.applies_to(status) else "",
+        gate_evidence="\n\n".join(
+            part
+            for part in (gate.evidence if gate.applies_to(status) else "", golden_evidence)
+            if part
+        ),
     )
     if not _changes_anything(status, outcome):
         return plan
@@ -375,6 +420,9 @@ class EngineSettings:
     prometheus_url: str | None = None  # overrides every policy's provider URL
     author: tuple[str, str] = ("policyengine", "policyengine@users.noreply.local")
     push_attempts: int = 5
+    # s3://bucket/prefix: every decision's evidence (JSON and HTML) is kept there, and the commit
+    # names the object in an Evidence-Archive trailer.
+    evidence_archive: str | None = None
 
 
 @dataclass(frozen=True)
@@ -506,7 +554,15 @@ class Engine:
             gates=gatekeeper.gates(workspace, policies, now) if gatekeeper else None,
             cache=self._documents,
             trailers=scope.trailers if scope is not None else None,
+            golden_checks=self._golden_checks,
         )
+
+    def _golden_checks(self, policy: ReleasePolicy, status: ReleaseStatus) -> GateResult:
+        if status.step < 0:
+            datasets = self.settings.cache_dir.with_name(self.settings.cache_dir.name + "-golden")
+            return run_golden_gate(policy, datasets)
+        return run_payload_drift(policy)
+
 
     def reconcile_once(self, now: datetime, scope: PassScope | None = None) -> PassResult:
         """One full pass: plan, one commit per decision, one push (fenced by `scope`)."""
@@ -518,7 +574,7 @@ class Engine:
                 continue
             sha = workspace.commit(
                 {path: text.encode("utf-8") for path, text in policy_plan.changes.items()},
-                policy_plan.message,
+                self._archived(policy_plan, now),
                 self.settings.author,
                 now,
             )
@@ -549,6 +605,23 @@ class Engine:
             proposals=self._propose(workspace, plan, now),
             commit_of=workspace.commit_policies(pushed.commits) if pushed.pushed else {},
         )
+
+    def _archived(self, policy_plan: PolicyPlan, now: datetime) -> str:
+        """The commit message, with an Evidence-Archive trailer once the evidence is stored.
+
+        An archive outage never blocks a decision: the commit then goes without the trailer
+        and the pass logs why.
+        """
+        if not self.settings.evidence_archive or policy_plan.outcome is None:
+            return policy_plan.message
+        try:
+            location = archive_evidence(
+                S3Location.parse(self.settings.evidence_archive), policy_plan, now
+            )
+        except (StorageUnavailableError, StorageObjectMissingError) as error:
+            log.warning("%s: evidence not archived: %s", policy_plan.key, error)
+            return policy_plan.message
+        return policy_plan.message.rstrip("\n") + f"\nEvidence-Archive: {location}\n"
 
     def _proposes(self, policy_plan: PolicyPlan) -> bool:
         return self._gatekeeper is not None and self._gatekeeper.proposes(policy_plan.key)

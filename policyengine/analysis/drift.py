@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from policyengine.analysis.verdict import Verdict
+from policyengine.analysis.verdict import Evidence, ObjectiveResult, Verdict
 
 # A bin that one sample never hits would make PSI infinite; a small floor is the common remedy and
 # keeps the index finite and comparable across sample sizes.
@@ -205,3 +205,25 @@ def assess_feature_drift(
 def _severity(result: FeatureDrift) -> tuple[int, float]:
     rank = {Verdict.FAIL: 2, Verdict.PASS: 1, Verdict.INCONCLUSIVE: 0, Verdict.ERROR: 0}
     return rank[result.verdict], (0.0 if math.isnan(result.psi) else result.psi)
+
+
+def drift_results(
+    drifts: Sequence[FeatureDrift], candidate: str, source: str
+) -> tuple[ObjectiveResult, ...]:
+    """Each feature's drift as an objective result (a failing feature rolls the release back)."""
+    return tuple(
+        ObjectiveResult(
+            f"drift {d.feature}",
+            candidate,
+            d.verdict,
+            d.reason,
+            Evidence(
+                estimate=None if math.isnan(d.psi) else d.psi,
+                samples=d.current_count,
+                baseline_samples=d.reference_count,
+                test=f"PSI and two-sample KS vs the baseline ({source})",
+            ),
+            check=source,
+        )
+        for d in drifts
+    )

@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from policyengine.analysis.verdict import Verdict
+from policyengine.analysis.verdict import Evidence, ObjectiveResult, Verdict
 
 Scalar = float | int | str | bool
 
@@ -254,3 +254,54 @@ def _score(
         verdict=Verdict.PASS,
         reason=f"{slice_name} ({len(members)} rows): {metric} {candidate:.4g} (baseline {baseline:.4g})",
     )
+
+
+def golden_results(report: GoldenReport, candidate: str) -> tuple[ObjectiveResult, ...]:
+    """The golden report as objective results: one per failing check, or one summary pass.
+
+    Slices too small to judge are left to the evidence table: they neither pass nor block.
+    """
+    evidence = Evidence(
+        estimate=report.agreement if not math.isnan(report.agreement) else None,
+        samples=report.rows,
+        baseline_samples=report.rows,
+        test="golden replay (paired, every row against both versions)",
+    )
+    if report.verdict is Verdict.PASS:
+        overall = [s for s in report.scores if s.slice == "overall"]
+        summary = ", ".join(
+            f"{s.metric} {s.candidate:.4g} (baseline {s.baseline:.4g})" for s in overall
+        )
+        return (
+            ObjectiveResult(
+                "golden test",
+                candidate,
+                Verdict.PASS,
+                f"{report.rows} rows: {summary}",
+                evidence,
+                check="dataset",
+            ),
+        )
+    results = [
+        ObjectiveResult(
+            f"golden {score.metric}",
+            candidate,
+            Verdict.FAIL,
+            score.reason,
+            Evidence(
+                estimate=score.candidate,
+                baseline=score.baseline,
+                samples=score.rows,
+                baseline_samples=score.rows,
+                test="golden replay",
+            ),
+            check=score.slice,
+        )
+        for score in report.failed_slices
+    ]
+    other = [r for r in report.reasons if not any(r == s.reason for s in report.failed_slices)]
+    results.extend(
+        ObjectiveResult("golden test", candidate, report.verdict, reason, evidence, check="dataset")
+        for reason in other
+    )
+    return tuple(results)

@@ -14,6 +14,10 @@ S3_URL = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
 GoldenMetric = Literal["accuracy", "f1", "mae"]
 
 
+def _accuracy_only() -> list[GoldenMetric]:
+    return ["accuracy"]
+
+
 class VersionEndpoint(Model):
     url: str = Field(
         pattern=r"^https?://",
@@ -112,7 +116,7 @@ class GoldenTest(Model):
         default_factory=list, description="Columns whose values define slices judged on their own."
     )
     metrics: list[GoldenMetric] = Field(
-        default_factory=lambda: ["accuracy"], min_length=1, description="accuracy, f1 or mae."
+        default_factory=_accuracy_only, min_length=1, description="accuracy, f1 or mae."
     )
     min_accuracy: float | None = Field(default=None, ge=0, le=1, description="Accuracy floor.")
     min_f1: float | None = Field(default=None, ge=0, le=1, description="Macro-F1 floor.")

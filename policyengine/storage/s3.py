@@ -126,6 +126,30 @@ class S3Store:
                 os.unlink(partial)
         return cached
 
+    def get(self, location: S3Location) -> bytes:
+        answer = self._call(
+            "get",
+            location,
+            lambda: self.client.get_object(Bucket=location.bucket, Key=location.key),
+        )
+        body: bytes = answer["Body"].read()
+        return body
+
+    def list_objects(self, prefix: S3Location, limit: int = 100_000) -> list[tuple[str, float]]:
+        """(key, last-modified timestamp) of the objects under `prefix`, at most `limit`."""
+        found: list[tuple[str, float]] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+
+        def walk() -> None:
+            for page in paginator.paginate(Bucket=prefix.bucket, Prefix=prefix.key):
+                for item in page.get("Contents", []):
+                    found.append((str(item["Key"]), item["LastModified"].timestamp()))
+                    if len(found) >= limit:
+                        return
+
+        self._call("list", prefix, walk)
+        return found
+
     def put(self, location: S3Location, body: bytes, content_type: str) -> None:
         self._call(
             "put",
