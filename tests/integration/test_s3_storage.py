@@ -5,8 +5,8 @@ the evidence archive, and KServe logger payloads read back for drift."""
 from __future__ import annotations
 
 import base64
-import re
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
