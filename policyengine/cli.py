@@ -227,6 +227,8 @@ def _engine(
             os.environ.get("POLICYENGINE_AUTHOR_NAME", "policyengine"),
             os.environ.get("POLICYENGINE_AUTHOR_EMAIL", "policyengine@users.noreply.local"),
         ),
+        # s3://bucket/prefix; S3 endpoint and credentials from the environment (docs/golden.md).
+        evidence_archive=os.environ.get("POLICYENGINE_EVIDENCE_ARCHIVE") or None,
     )
     if gate is None:
         return Engine(settings)

@@ -328,7 +328,33 @@ def policy_problems(
         *_version_problems(policy),
         *_router_problems(policy),
         *_metric_problems(policy, repository_sets or {}),
+        *_golden_problems(policy),
     ]
+
+
+def _golden_problems(policy: ReleasePolicy) -> list[FieldProblem]:
+    """Every version needs its own endpoint for the golden replay; endpoints name versions."""
+    golden = policy.spec.golden
+    if golden is None:
+        return []
+    names = [v.name for v in policy.spec.versions]
+    problems = [
+        FieldProblem(
+            ("spec", "golden", "endpoints"),
+            f"no endpoint for version {name}; the golden test replays every version",
+        )
+        for name in names
+        if name not in golden.endpoints
+    ]
+    problems.extend(
+        FieldProblem(
+            ("spec", "golden", "endpoints", name),
+            f"{name!r} is not a version of this policy{did_you_mean(name, names)}",
+        )
+        for name in golden.endpoints
+        if name not in names
+    )
+    return problems
 
 
 def _strategy_problems(policy: ReleasePolicy) -> list[FieldProblem]:

@@ -69,7 +69,7 @@ def test_drift_verdicts_fail_the_drifted_feature_first_and_correct_for_features(
     }
     limits = {name: DriftLimits(max_psi=0.25, min_ks_p_value=0.01) for name in samples}
     results = assess_feature_drift(samples, limits, min_samples=50)
-    assert [r.feature for r in results][0] == "income"
+    assert results[0].feature == "income"
     assert results[0].verdict is Verdict.FAIL
     assert "PSI" in results[0].reason and "KS" in results[0].reason
     assert "over 2 features" in results[0].reason  # region is categorical: no KS
