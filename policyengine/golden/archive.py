@@ -45,7 +45,7 @@ def evidence_document(plan: PolicyPlan, now: datetime) -> dict[str, object]:
         ],
         "holdReasons": list(plan.assessment.hold_reasons),
         "evidence": plan.evidence,
-        "golden": plan.golden_evidence,
+        "gates": plan.gate_evidence,
     }
 
 
@@ -53,12 +53,11 @@ def evidence_page(plan: PolicyPlan, now: datetime) -> str:
     outcome = plan.outcome
     assert outcome is not None
     title = f"{plan.key}: {outcome.decision} {outcome.split.trailer()}"
-    body = "\n".join(part for part in (plan.evidence, plan.golden_evidence) if part)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{text(title)}</title></head><body>\n<h1>{text(title)}</h1>\n"
         f"<p>{text(outcome.reason)}</p>\n<p>Evaluated at {text(format_rfc3339(now))}.</p>\n"
-        f"{evidence_html(body)}\n</body></html>\n"
+        f"{evidence_html(plan.evidence)}\n</body></html>\n"
     )
 
 
