@@ -67,7 +67,9 @@ def test_a_missing_object_is_named_and_is_not_an_outage(
 ) -> None:
     raw_client(s3_env).create_bucket(Bucket="golden-missing")
     store = S3Store(S3Settings.from_environment())
-    with pytest.raises(StorageObjectMissingError, match=re.escape("s3://golden-missing/no/such.jsonl")):
+    with pytest.raises(
+        StorageObjectMissingError, match=re.escape("s3://golden-missing/no/such.jsonl")
+    ):
         store.fetch_cached(S3Location.parse("s3://golden-missing/no/such.jsonl"), tmp_path)
     with pytest.raises(StorageObjectMissingError, match="no such object"):
         store.fetch_cached(S3Location.parse("s3://no-such-bucket/x.jsonl"), tmp_path)
