@@ -563,7 +563,6 @@ class Engine:
             return run_golden_gate(policy, datasets)
         return run_payload_drift(policy)
 
-
     def reconcile_once(self, now: datetime, scope: PassScope | None = None) -> PassResult:
         """One full pass: plan, one commit per decision, one push (fenced by `scope`)."""
         workspace = self.workspace
