@@ -70,18 +70,45 @@ def main() -> None:
     show_default=True,
     help="text: one line per error; json: a document for CI tools.",
 )
-def validate(paths: tuple[Path, ...], repo: Path | None, output: str) -> None:
+@click.option(
+    "--prometheus",
+    "prometheus_url",
+    metavar="URL",
+    help="Also forecast, from the baselines' last hour in this Prometheus, how long each canary "
+    "needs to pass its relative objectives; warn when maxDuration cannot reach a decision.",
+)
+@click.option("--now", "now_text", metavar="TIME", help="Evaluate the forecast as of this time.")
+def validate(
+    paths: tuple[Path, ...],
+    repo: Path | None,
+    output: str,
+    prometheus_url: str | None,
+    now_text: str | None,
+) -> None:
     """Check ReleasePolicy and MetricSet files (folders: every *.yaml/*.yml below).
 
     Prints every error as path:line:col: error: field: message and exits 1 when there is one.
     """
     repo_root = repo if repo is not None else find_repository_root(paths[0])
     report = check_repository(load_tree(list(paths), repo_root), repo_root)
+    forecasts: list[str] = []
+    if prometheus_url is not None and report.valid:
+        from policyengine.forecast_report import policy_forecasts
+
+        now = _parse_now(now_text)
+        sets = {name: loaded.metric_set for name, loaded in report.metric_sets.items()}
+        for loaded in report.policies:
+            forecasts += policy_forecasts(loaded, sets, prometheus_url, now)
     if output == "json":
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        document = report.to_dict()
+        if prometheus_url is not None:
+            document["forecasts"] = forecasts
+        click.echo(json.dumps(document, indent=2))
     else:
         for issue in report.errors:
             click.echo(str(issue))
+        for line in forecasts:
+            click.echo(line)
         if report.valid:
             click.echo(report.summary())
         else:

@@ -22,6 +22,8 @@ from policyengine.analysis.sequential import (
     StratifiedComparison,
     compare_proportions,
     proportion_sequence,
+    requests_to_show_under,
+    windows_to_pass_margin,
 )
 from policyengine.analysis.srm import sample_ratio
 from policyengine.analysis.verdict import Assessment, Evidence, ObjectiveResult, Verdict
@@ -280,7 +282,14 @@ def _assess_proportion(
         if upper_side:
             results.append(
                 _upper_bound_verdict(
-                    context, objective, candidate, sequence, total, evidence, relative
+                    context,
+                    objective,
+                    candidate,
+                    sequence,
+                    total,
+                    evidence,
+                    relative,
+                    candidate_windows[-1].total,
                 )
             )
         else:
@@ -358,9 +367,24 @@ def _relative_verdict(
     else:
         verdict, reason = (
             Verdict.INCONCLUSIVE,
-            f"Δ up to {sequence.upper:.4g} is not yet below the margin {margin:.4g}",
+            f"Δ up to {sequence.upper:.4g} is not yet below the margin {margin:.4g}; "
+            + _expected_pass(
+                context,
+                windows_to_pass_margin(comparison, margin, context.levels.upper_alpha),
+                f"the estimate {sequence.estimate:.4g} is too close to the margin {margin:.4g}",
+            ),
         )
     return _result(objective, candidate, verdict, reason, RELATIVE_CHECK, evidence)
+
+
+def _expected_pass(context: _Context, windows: float, why_not: str) -> str:
+    """When the test is expected to pass at the current rates and traffic, in words."""
+    if math.isinf(windows) or windows > 1e6:
+        return f"not expected to pass at the current rates ({why_not})"
+    minutes = max(1.0, math.ceil(windows) * context.interval.total_seconds() / 60.0)
+    if minutes >= 120:
+        return f"expected to pass in ~{minutes / 60:.0f} h at the current traffic"
+    return f"expected to pass in ~{minutes:.0f} min at the current traffic"
 
 
 def _enough_events(total: float, bound: float, context: _Context) -> bool:
@@ -375,6 +399,7 @@ def _upper_bound_verdict(
     total: float,
     evidence: Evidence,
     relative: ObjectiveResult | None,
+    latest_requests: float,
 ) -> ObjectiveResult:
     assert objective.max is not None
     bound = objective.max
@@ -404,6 +429,16 @@ def _upper_bound_verdict(
         reason = f"too few requests ({total:.0f}) to show a rate under {bound:g}"
     else:
         reason = f"rate up to {sequence.upper:.4g} is not yet below the bound {bound:g}"
+    needed = max(
+        requests_to_show_under(sequence.estimate, bound, total, context.levels),
+        context.min_events / max(min(bound, 1.0 - bound), 1e-12),
+    )
+    per_window = latest_requests if latest_requests > 0 else math.inf
+    reason += "; " + _expected_pass(
+        context,
+        max(needed - total, 0.0) / per_window,
+        f"the rate {sequence.estimate:.4g} is not under {bound:g}",
+    )
     return _result(objective, candidate, Verdict.INCONCLUSIVE, reason, check, evidence)
 
 

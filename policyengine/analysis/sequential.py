@@ -105,6 +105,8 @@ class StratifiedComparison:
     expected_candidate_events: float  # Σ E_k: what the candidate would show at the baseline's rate
     expected_baseline_events: float
     windows: int
+    last_weight: float = 0.0  # w_k of the latest window: how fast evidence accrues now
+    upper_variance: float = 0.0  # V of the upper bound at the latest window
 
     @property
     def baseline_rate(self) -> float:
@@ -152,6 +154,7 @@ def compare_proportions(
     mixture_alpha = levels.lower_alpha * (1.0 - CATASTROPHIC_ALPHA_SHARE)
     log_harm = math.log(1.0 / (levels.lower_alpha * CATASTROPHIC_ALPHA_SHARE))
     used = 0
+    last_weight = upper_variance = 0.0
     for e_b, n_b, e_c, n_c in windows:
         if n_b <= 0 or n_c <= 0:
             continue
@@ -160,6 +163,7 @@ def compare_proportions(
         score += e_c - expected
         w = n_b * n_c / n
         weight += w
+        last_weight = w
         # w_k²/n_C = w_k·n_B/n and w_k²/n_B = w_k·n_C/n.
         baseline_share += w * n_b / n
         candidate_share += w * n_c / n
@@ -186,6 +190,7 @@ def compare_proportions(
             lower = max(lower, score / weight - sprt)
             q_c = max(q_c, q_null)
             variance = q_c * (1.0 - q_c) * baseline_share + q_b * (1.0 - q_b) * candidate_share
+            upper_variance = variance
             step = SPRT_STEP * margin
             shift = step / 2.0 + log_upper * variance / (weight * weight * step)
             upper = min(upper, score / weight + shift)
@@ -212,6 +217,8 @@ def compare_proportions(
         expected_candidate_events=expected_c,
         expected_baseline_events=events_b + events_c - expected_c,
         windows=used,
+        last_weight=last_weight,
+        upper_variance=upper_variance,
     )
 
 
@@ -258,3 +265,46 @@ def mean_sequence(values: Iterable[float], levels: Levels, scale: float = 1.0) -
     lower = one_sided_boundary(variance, levels.lower_rho * rho_unit, levels.lower_alpha)
     upper = one_sided_boundary(variance, levels.upper_rho * rho_unit, levels.upper_alpha)
     return Interval(mean, mean - lower / n, mean + upper / n)
+
+
+def windows_to_pass_margin(comparison: StratifiedComparison, margin: float, beta: float) -> float:
+    """How many more windows like the latest one the margin test needs to pass, if the estimate
+    and rates stay where they are (inf when the estimate itself is too close to the margin).
+
+    From U = Δ̂ + d/2 + ln(1/β)·v·W/(W²·d) with v = V/W the variance per unit of weight: U < m
+    once W > ln(1/β)·v / (d·(m − d/2 − Δ̂)) — the boundary the decision uses, solved for W.
+    """
+    if comparison.weight <= 0 or comparison.last_weight <= 0 or margin <= 0:
+        return math.inf
+    step = SPRT_STEP * margin
+    room = margin - step / 2.0 - comparison.interval.estimate
+    if room <= 0:
+        return math.inf
+    per_weight = comparison.upper_variance / comparison.weight
+    needed = math.log(1.0 / beta) * per_weight / (step * room)
+    return max(needed - comparison.weight, 0.0) / comparison.last_weight
+
+
+def requests_to_show_under(estimate: float, bound: float, requests: float, levels: Levels) -> float:
+    """How many requests in all the always-valid interval on a rate needs for its upper end to
+    fall under `bound` if the rate stays at `estimate` (inf when it is not under the bound)."""
+    if estimate >= bound or bound <= 0:
+        return math.inf
+    q = bound * (1.0 - bound)
+
+    def upper(n: float) -> float:
+        return estimate + one_sided_boundary(n * q, levels.upper_rho, levels.upper_alpha) / n
+
+    high = max(requests, 1.0)
+    while upper(high) > bound:
+        high *= 2.0
+        if high > 1e13:
+            return math.inf
+    low = 1.0
+    for _ in range(60):
+        middle = (low + high) / 2.0
+        if upper(middle) > bound:
+            low = middle
+        else:
+            high = middle
+    return high

@@ -6,6 +6,7 @@ code before the fix."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -165,3 +166,41 @@ def test_too_few_samples_with_on_inconclusive_promote_never_skips_the_schedule()
         policy, replace(status, step=2), short, status.release_started_at + timedelta(hours=1)
     )
     assert last.decision is Decision.PROMOTE
+
+
+def _minutes_expected(reason: str) -> int:
+    match = re.search(r"expected to pass in ~(\d+) min at the current traffic", reason)
+    assert match, reason
+    return int(match.group(1))
+
+
+def test_an_inconclusive_margin_test_predicts_when_it_will_pass() -> None:
+    # 5,000 requests per version per minute, both at 0.5 %: after 10 minutes the margin test
+    # is not there yet, and says when it will be; at that many minutes (rates unchanged) it is.
+    policy = _policy(ERRORS_RELATIVE)
+    early = _proportion(_windows(10, 25.0, 5000.0), _windows(10, 25.0, 5000.0))
+    result = _assess(policy, early, 10).results[0]
+    assert result.verdict is Verdict.INCONCLUSIVE
+    wait = _minutes_expected(result.reason)
+    later = 10 + wait
+    ready = _proportion(_windows(later, 25.0, 5000.0), _windows(later, 25.0, 5000.0))
+    assert _assess(policy, ready, later).results[0].verdict is Verdict.PASS
+    before = _proportion(_windows(later - 3, 25.0, 5000.0), _windows(later - 3, 25.0, 5000.0))
+    assert _assess(policy, before, later - 3).results[0].verdict is Verdict.INCONCLUSIVE
+
+
+def test_a_candidate_at_the_margin_is_not_expected_to_pass() -> None:
+    # 0.6 % against 0.5 % with a +0.1 pp margin: no amount of traffic proves it within.
+    observation = _proportion(_windows(30, 25.0, 5000.0), _windows(30, 30.0, 5000.0))
+    reason = _assess(_policy(ERRORS_RELATIVE), observation, 30).results[0].reason
+    assert "not expected to pass at the current rates" in reason
+
+
+def test_an_inconclusive_bound_predicts_when_it_will_pass() -> None:
+    policy = _policy({"metric": "errors", "max": 0.01})
+    early = _proportion(_windows(2, 2.0, 1000.0), _windows(2, 2.0, 1000.0))
+    result = _assess(policy, early, 2).results[0]
+    assert result.verdict is Verdict.INCONCLUSIVE
+    later = 2 + _minutes_expected(result.reason)
+    ready = _proportion(_windows(later, 2.0, 1000.0), _windows(later, 2.0, 1000.0))
+    assert _assess(policy, ready, later).results[0].verdict is Verdict.PASS
