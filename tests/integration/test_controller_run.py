@@ -295,3 +295,18 @@ def test_run_with_shards_holds_the_leases_signs_commits_and_releases_on_sigterm(
     commit = repo.engine_commits()[0]
     assert "Holder: engine-0" in commit.message
     assert "shards: 2, Leases in namespace ml-releases as engine-0" in output.read_text()
+
+
+def test_run_refuses_bad_options_before_starting(tmp_path: Path) -> None:
+    repo = ReleaseRepo.create(tmp_path, modelmesh_baseline_files())
+    args = ["--repo", str(repo.remote), "--cache-dir", str(repo.cache)]
+    for extra, message in (
+        (["--listen", "8080"], "is not HOST:PORT"),
+        (["--interval", "soon"], "not a duration"),
+        (["--now", "0"], "--now applies to one pass"),
+        (["--shards", "2", "--lease-duration", "0s"], "lease duration must be at least 1 s"),
+        (["--notify-hold-after", "later"], "not a duration"),
+    ):
+        result = repo.cli("run", *args, *extra)
+        assert result.exit_code == 2, (extra, result.output)
+        assert message in result.output, (extra, result.output)
