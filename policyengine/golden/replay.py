@@ -1,5 +1,5 @@
-"""Replay a golden dataset against one version's KServe V2 endpoint, in batches, with a bounded
-number of requests in flight, through the load generator's REST client."""
+"""Replay a golden dataset against one version's KServe V2 endpoint (REST or gRPC), in batches,
+with a bounded number of requests in flight, through the load generator's clients."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 from policyengine.analysis.golden import OutputSchema
 from policyengine.errors import PolicyEngineError
 from policyengine.golden.dataset import Row
-from policyengine.loadtest.reply import CONNECTION, TIMEOUT
+from policyengine.loadtest.reply import CONNECTION, TIMEOUT, Reply
+from policyengine.loadtest.v2grpc import V2GrpcClient, response_as_json
 from policyengine.loadtest.v2rest import V2RestClient
 from policyengine.policy.golden import GoldenTest, VersionEndpoint
 
@@ -92,27 +93,37 @@ async def _replay_version(
     limit = asyncio.Semaphore(golden.concurrency)
     where = f"{version} at {endpoint.url}"
 
-    async with V2RestClient(
-        endpoint.url,
-        endpoint.model,
-        connections=golden.concurrency,
-        timeout=timeout,
-        keep_body=True,
-    ) as client:
+    async def send(infer: Any, index: int) -> None:
+        async with limit:
+            reply: Reply = await infer(request_body(batches[index], golden))
+        if reply.status in (CONNECTION, TIMEOUT):
+            raise EndpointUnavailableError(f"{where}: {reply.error or reply.status}")
+        if not reply.ok:
+            raise ReplayError(f"{where}: {reply.status}: {reply.error or ''}".strip())
+        body = reply.body if isinstance(reply.body, dict) else response_as_json(reply.body)
+        predictions, declared = predictions_of(body, len(batches[index]), where)
+        results[index] = predictions
+        if not schemas:
+            schemas.extend(declared)
 
-        async def one(index: int) -> None:
-            async with limit:
-                reply = await client.infer(request_body(batches[index], golden))
-            if reply.status in (CONNECTION, TIMEOUT):
-                raise EndpointUnavailableError(f"{where}: {reply.error or reply.status}")
-            if not reply.ok:
-                raise ReplayError(f"{where}: HTTP {reply.status}: {reply.error or ''}".strip())
-            predictions, declared = predictions_of(reply.body, len(batches[index]), where)
-            results[index] = predictions
-            if not schemas:
-                schemas.extend(declared)
-
-        await asyncio.gather(*(one(i) for i in range(len(batches))))
+    if endpoint.protocol == "v2-grpc":
+        async with V2GrpcClient(
+            endpoint.url,
+            endpoint.model,
+            vmodel_id=endpoint.vmodel_id,
+            timeout=timeout,
+            keep_body=True,
+        ) as grpc_client:
+            await asyncio.gather(*(send(grpc_client.infer, i) for i in range(len(batches))))
+    else:
+        async with V2RestClient(
+            endpoint.url,
+            endpoint.model,
+            connections=golden.concurrency,
+            timeout=timeout,
+            keep_body=True,
+        ) as rest_client:
+            await asyncio.gather(*(send(rest_client.infer, i) for i in range(len(batches))))
     flat = tuple(p for batch in results for p in batch)
     return VersionAnswers(version, flat, tuple(schemas))
 

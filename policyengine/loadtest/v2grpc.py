@@ -10,6 +10,7 @@ ModelMesh routes by the `mm-vmodel-id` request metadata (the predictor's name); 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
@@ -94,6 +95,52 @@ def infer_request(request: Mapping[str, Any], model: str, version: str | None = 
     for output in request.get("outputs") or []:
         message.outputs.add().name = str(output["name"])  # type: ignore[attr-defined]
     return message
+
+
+# V2 datatype -> struct format of one element in raw_output_contents (little-endian).
+_RAW_FORMAT = {
+    "BOOL": "?",
+    "INT8": "b",
+    "INT16": "h",
+    "INT32": "i",
+    "INT64": "q",
+    "UINT8": "B",
+    "UINT16": "H",
+    "UINT32": "I",
+    "UINT64": "Q",
+    "FP32": "f",
+    "FP64": "d",
+}
+
+
+def response_as_json(message: Message) -> dict[str, Any]:
+    """A ModelInferResponse in the REST form ({"outputs": [{name, datatype, shape, data}]}).
+
+    Servers answer in typed `contents` or, for speed, in `raw_output_contents` (one byte string
+    per output, little-endian); both read the same way here.
+    """
+    raw = list(message.raw_output_contents)  # type: ignore[attr-defined]
+    outputs = []
+    for index, tensor in enumerate(message.outputs):  # type: ignore[attr-defined]
+        datatype = str(tensor.datatype).upper()
+        if index < len(raw) and datatype in _RAW_FORMAT:
+            size = struct.calcsize(_RAW_FORMAT[datatype])
+            count = len(raw[index]) // size
+            data: list[Any] = list(struct.unpack(f"<{count}{_RAW_FORMAT[datatype]}", raw[index]))
+        else:
+            field = CONTENTS_FIELD.get(datatype)
+            data = list(getattr(tensor.contents, field)) if field else []
+            if datatype == "BYTES":
+                data = [v.decode("utf-8", "replace") for v in data]
+        outputs.append(
+            {
+                "name": tensor.name,
+                "datatype": datatype,
+                "shape": [int(d) for d in tensor.shape],
+                "data": data,
+            }
+        )
+    return {"model_name": message.model_name, "outputs": outputs}  # type: ignore[attr-defined]
 
 
 class V2GrpcClient:

@@ -20,13 +20,30 @@ def _accuracy_only() -> list[GoldenMetric]:
 
 class VersionEndpoint(Model):
     url: str = Field(
-        pattern=r"^https?://",
+        min_length=1,
         description=(
-            "Base URL of the version's own KServe V2 (Open Inference Protocol) REST endpoint, "
-            "reachable from the engine, e.g. http://fraud-v2-predictor.fraud.svc:8080."
+            "The version's own KServe V2 (Open Inference Protocol) endpoint, reachable from the "
+            "engine: http(s)://host:port for v2-rest (e.g. "
+            "http://fraud-v2-predictor.fraud.svc:8080), host:port for v2-grpc."
         ),
     )
     model: str = Field(min_length=1, description="Model name in /v2/models/{model}/infer.")
+    protocol: Literal["v2-rest", "v2-grpc"] = Field(
+        default="v2-rest", description="KServe V2 over REST or over gRPC (ModelInfer)."
+    )
+    vmodel_id: str | None = Field(
+        default=None,
+        description="ModelMesh: the mm-vmodel-id gRPC metadata that routes to this version.",
+    )
+
+    @model_validator(mode="after")
+    def _url_fits_protocol(self) -> VersionEndpoint:
+        web = self.url.startswith(("http://", "https://"))
+        if self.protocol == "v2-rest" and not web:
+            raise ValueError(f"a v2-rest endpoint is an http(s):// URL, not {self.url!r}")
+        if self.protocol == "v2-grpc" and web:
+            raise ValueError(f"a v2-grpc endpoint is host:port, not {self.url!r}")
+        return self
 
 
 class FeatureDriftLimit(Model):

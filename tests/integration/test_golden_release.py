@@ -120,7 +120,15 @@ def s3_environment(gateway: RadosGateway, monkeypatch: pytest.MonkeyPatch) -> Ra
     return gateway
 
 
-def release(tmp_path: Path, server: MLServer, candidate: str, **golden: Any) -> ReleaseRepo:
+def endpoint(server: MLServer, model: str, grpc: bool) -> dict[str, str]:
+    if grpc:
+        return {"url": server.grpc_target, "model": model, "protocol": "v2-grpc"}
+    return {"url": server.url, "model": model}
+
+
+def release(
+    tmp_path: Path, server: MLServer, candidate: str, grpc: bool = False, **golden: Any
+) -> ReleaseRepo:
     files = example_files("modelmesh-canary")
     policy = yaml.safe_load(files["policy.yaml"])
     policy["spec"]["golden"] = {
@@ -132,8 +140,8 @@ def release(tmp_path: Path, server: MLServer, candidate: str, **golden: Any) -> 
         "maxDegradation": 0.1,
         "minSliceRows": 30,
         "endpoints": {
-            "v1": {"url": server.url, "model": "golden-v1"},
-            "v2": {"url": server.url, "model": candidate},
+            "v1": endpoint(server, "golden-v1", grpc),
+            "v2": endpoint(server, candidate, grpc),
         },
         **golden,
     }
@@ -168,6 +176,16 @@ def test_a_candidate_worse_on_one_slice_is_rolled_back_naming_the_slice(
     assert document["decision"] == "rollback" and "region=us" in document["gates"]
     page = client.get_object(Bucket="evidence", Key=key.replace(".json", ".html"))
     assert b"<table>" in page["Body"].read()
+
+
+def test_the_replay_over_grpc_judges_the_same_way(
+    tmp_path: Path, s3_environment: RadosGateway, models: MLServer
+) -> None:
+    repo = release(tmp_path, models, "golden-slice", grpc=True)
+    repo.reconcile(T0)
+    (commit,) = repo.engine_commits()
+    assert "Decision: rollback" in commit.message, commit.message
+    assert "| region=us | accuracy | 100 | 0.7 | 0.99 | +0.29 | **FAIL** |" in commit.message
 
 
 def test_a_drifted_candidate_is_rolled_back_with_the_drift_evidence(

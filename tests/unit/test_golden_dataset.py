@@ -48,3 +48,24 @@ def test_errors_name_the_object_and_the_line(
     path.write_text(content, encoding="utf-8")
     with pytest.raises(DatasetError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_rows(path, f"s3://b/{name}", ["x", "label"])
+
+
+def test_grpc_answers_read_from_typed_and_raw_contents() -> None:
+    import struct
+
+    from policyengine.loadtest.v2grpc import message_class, response_as_json
+
+    typed = message_class("ModelInferResponse")(model_name="m")
+    out = typed.outputs.add()  # type: ignore[attr-defined]
+    out.name, out.datatype = "predict", "INT64"
+    out.shape.extend([3])
+    out.contents.int64_contents.extend([0, 1, 1])
+    assert response_as_json(typed)["outputs"] == [
+        {"name": "predict", "datatype": "INT64", "shape": [3], "data": [0, 1, 1]}
+    ]
+    raw = message_class("ModelInferResponse")(model_name="m")
+    out = raw.outputs.add()  # type: ignore[attr-defined]
+    out.name, out.datatype = "proba", "FP32"
+    out.shape.extend([1, 2])
+    raw.raw_output_contents.append(struct.pack("<2f", 0.25, 0.75))  # type: ignore[attr-defined]
+    assert response_as_json(raw)["outputs"][0]["data"] == [0.25, 0.75]
