@@ -1,4 +1,5 @@
-"""Shared fixtures: every test runs git with a clean, pinned environment."""
+"""Shared fixtures: every test runs git with a clean, pinned environment; no module leaves a
+process running."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
+from tests.support.processes import live_children
 
 PINNED_GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "A U Thor",
@@ -39,3 +42,14 @@ def clean_git_environment(
     monkeypatch.delenv("POLICYENGINE_GIT_TOKEN", raising=False)
     monkeypatch.delenv("POLICYENGINE_GIT_TOKEN_FILE", raising=False)
     yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_process_left_running() -> Iterator[None]:
+    """Fail the module that leaves a child process running (a module-scoped Prometheus is
+    stopped before this check: this fixture is set up first, so it is torn down last)."""
+    before = set(live_children())
+    yield
+    left = [child for child in live_children() if child not in before]
+    if left:
+        pytest.fail(f"child processes left running: {left}")

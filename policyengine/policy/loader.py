@@ -384,7 +384,8 @@ def _document(
     locator = FieldLocator(source, doc_index, start)
     kind = data.get("kind") if isinstance(data, dict) else None
     api_version = data.get("apiVersion") if isinstance(data, dict) else None
-    ours = kind in POLICY_KINDS or (
+    # kind may be any YAML value, a list or a mapping too (unhashable): test its type first
+    ours = (isinstance(kind, str) and kind in POLICY_KINDS) or (
         isinstance(api_version, str) and api_version.startswith(POLICY_API_GROUP)
     )
     if loader.alias_uses and (ours or _expanded_size(node) > MAX_EXPANDED_NODES):
@@ -400,7 +401,7 @@ def _document(
     assert isinstance(data, dict)
     if loader.duplicate_keys:
         return [_duplicate_issue(source.display, node, entry) for entry in loader.duplicate_keys]
-    if kind not in POLICY_KINDS:
+    if not isinstance(kind, str) or kind not in POLICY_KINDS:
         known = ", ".join(POLICY_KINDS)
         hint = did_you_mean(kind, POLICY_KINDS) if isinstance(kind, str) else ""
         if kind is None:

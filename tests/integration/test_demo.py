@@ -50,7 +50,7 @@ def demo_run(
         ],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,  # a bound against a hang; one loaded core needs minutes
         check=False,
     )
     return completed, keep, report

@@ -19,6 +19,7 @@ import pytest
 
 from policyengine.gitops.repo import TOKEN_VARIABLE
 from tests.support.gitrepos import git, serve_git_over_http
+from tests.support.processes import running
 from tests.support.release_repos import (
     T0,
     ReleaseRepo,
@@ -110,28 +111,28 @@ def test_sigkill_at_random_points_never_breaks_the_remote_and_the_next_pass_conv
             now = rfc3339(T0 + index * STEP)
             before = victim.head()
             started = time.monotonic()
-            engine = subprocess.Popen(
+            with running(
                 [str(script), "reconcile", "--once", *engine_args, "--now", now],
+                group=True,  # its own process group: the kill takes its git children
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group: the kill takes its git children
-            )
-            deadline = started + rng.uniform(0.3, 1.1) * duration if index else float("inf")
-            # Use the wait: the uninterrupted run's pass, and the check of the previous kill.
-            reference.reconcile(T0 + index * STEP)
-            if pending_check is not None:
-                check_remote_state(victim, pending_check, tmp_path / "checks")
-                pending_check = None
-            try:
-                engine.wait(timeout=min(60.0, max(0.0, deadline - time.monotonic())))
-                assert engine.returncode == 0, f"pass {index} failed on its own"
-                duration = duration or time.monotonic() - started
-                tally.finished += 1
-            except subprocess.TimeoutExpired:
-                os.killpg(engine.pid, signal.SIGKILL)
-                engine.wait()
-                tally.killed += 1
+            ) as engine:
+                deadline = started + rng.uniform(0.3, 1.1) * duration if index else float("inf")
+                # Use the wait: the uninterrupted run's pass, and the check of the previous kill.
+                reference.reconcile(T0 + index * STEP)
+                if pending_check is not None:
+                    check_remote_state(victim, pending_check, tmp_path / "checks")
+                    pending_check = None
+                try:
+                    engine.wait(timeout=min(60.0, max(0.0, deadline - time.monotonic())))
+                    assert engine.returncode == 0, f"pass {index} failed on its own"
+                    duration = duration or time.monotonic() - started
+                    tally.finished += 1
+                except subprocess.TimeoutExpired:
+                    os.killpg(engine.pid, signal.SIGKILL)
+                    engine.wait()
+                    tally.killed += 1
             head = victim.head()
             if head != before:
                 tally.pushed_then_killed += engine.returncode != 0

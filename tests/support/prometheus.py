@@ -149,7 +149,7 @@ class PrometheusServer:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(timeout=10)
+            process.wait()  # SIGKILL cannot be ignored: reap it, never leave it running
 
     def restart(self) -> None:
         self.stop()
