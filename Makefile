@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit prometheus mlserver wrk proto kubectl ceph clean
+.PHONY: test demo lint typecheck unit prometheus mlserver wrk proto kubectl ceph ssh-keygen clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,17 @@ ceph:
 	  fi; \
 	fi
 
+# ssh-keygen (OpenSSH) for the signed-commit tests: keys, SSH signatures, git verify-commit.
+ssh-keygen:
+	@if ! command -v ssh-keygen >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's openssh-client"; \
+	    flock /tmp/apt.lock sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-client >/dev/null'; \
+	  else \
+	    echo "ssh-keygen is missing and cannot be installed here (not root or no apt-get)"; \
+	  fi; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check policyengine tests bench
 	$(BIN)/ruff format --check policyengine tests bench
@@ -80,7 +91,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) prometheus mlserver wrk kubectl ceph lint typecheck
+test: $(STAMP) prometheus mlserver wrk kubectl ceph ssh-keygen lint typecheck
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP) prometheus

@@ -25,6 +25,7 @@ from policyengine.gatekeeper import Gatekeeper, cluster_reader, forge_factory
 from policyengine.gitops.forges import FORGE_KINDS
 from policyengine.gitops.history import release_history, render_history_json, render_history_text
 from policyengine.gitops.pullrequests import FORGE_ENV, FORGE_REPO_ENV, FORGE_URL_ENV, WriteMode
+from policyengine.gitops.signing import ALLOWED_SIGNERS_ENV, SIGNING_KEY_ENV
 from policyengine.plan_output import plan_json, plan_markdown, plan_text
 from policyengine.policy.duration import parse_duration
 from policyengine.policy.loader import find_repository_root, load_tree
@@ -193,10 +194,35 @@ def engine_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "now_text",
             help="Evaluate as of this instant (RFC 3339 or unix seconds) [default: now].",
         ),
+        # Trust settings go to the engine through the context (see _engine), not parameters.
+        click.option(
+            "--signing-key",
+            envvar=SIGNING_KEY_ENV,
+            type=click.Path(dir_okay=False, exists=True, path_type=Path),
+            expose_value=False,
+            callback=_remember,
+            help="Sign the engine's commits with this SSH private key (unencrypted file) "
+            f"[env {SIGNING_KEY_ENV}].",
+        ),
+        click.option(
+            "--allowed-signers",
+            envvar=ALLOWED_SIGNERS_ENV,
+            type=click.Path(dir_okay=False, exists=True, path_type=Path),
+            expose_value=False,
+            callback=_remember,
+            help="Act only on policies whose last change is in a commit signed by a key of this "
+            "ssh-keygen allowed-signers file (GPG: keys in $GNUPGHOME); hold the others "
+            f"[env {ALLOWED_SIGNERS_ENV}].",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
     return function
+
+
+def _remember(context: click.Context, parameter: click.Parameter, value: Any) -> Any:
+    context.meta[f"policyengine.{parameter.name}"] = value
+    return value
 
 
 def gate_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -245,6 +271,8 @@ def _engine(
     gate: dict[str, Any] | None = None,
 ) -> Engine:
     remote = _repo_argument(repo)
+    context = click.get_current_context(silent=True)
+    meta = context.meta if context is not None else {}
     settings = EngineSettings(
         repo=remote,
         branch=branch,
@@ -256,6 +284,8 @@ def _engine(
         ),
         # s3://bucket/prefix; S3 endpoint and credentials from the environment (docs/golden.md).
         evidence_archive=os.environ.get("POLICYENGINE_EVIDENCE_ARCHIVE") or None,
+        signing_key=meta.get("policyengine.signing_key"),
+        allowed_signers=meta.get("policyengine.allowed_signers"),
     )
     if gate is None:
         return Engine(settings)

@@ -32,6 +32,7 @@ from policyengine.errors import (
 from policyengine.gating import OPEN_GATE, PolicyGate, gated_outcome, gated_status
 from policyengine.gitops.commits import engine_commit_message
 from policyengine.gitops.repo import GitCredentials, Workspace
+from policyengine.gitops.signing import CommitSigner, SignatureVerifier
 from policyengine.gitops.status import dump_status, status_path
 from policyengine.golden.archive import archive_evidence
 from policyengine.golden.gate import GateResult, run_golden_gate, run_payload_drift
@@ -423,6 +424,8 @@ class EngineSettings:
     # s3://bucket/prefix: every decision's evidence (JSON and HTML) is kept there, and the commit
     # names the object in an Evidence-Archive trailer.
     evidence_archive: str | None = None
+    signing_key: Path | None = None  # sign the engine's commits with this SSH private key
+    allowed_signers: Path | None = None  # act only on policy changes signed by these keys
 
 
 @dataclass(frozen=True)
@@ -473,6 +476,10 @@ class Engine:
         self._providers: dict[tuple[str | None, str], MetricsProvider] = {}
         self._workspace: Workspace | None = None
         self._documents = DocumentCache()  # parsed files by blob id, reused pass after pass
+        self._signer = CommitSigner(settings.signing_key) if settings.signing_key else None
+        self._verifier = (
+            SignatureVerifier(settings.allowed_signers) if settings.allowed_signers else None
+        )
 
     @property
     def workspace(self) -> Workspace:
@@ -503,7 +510,9 @@ class Engine:
         cache = self.settings.cache_dir
 
         def open_cache() -> Workspace:
-            return Workspace.open(self.settings.repo, cache, self.settings.branch, credentials)
+            return Workspace.open(
+                self.settings.repo, cache, self.settings.branch, credentials, signer=self._signer
+            )
 
         try:
             return open_cache()
@@ -543,6 +552,9 @@ class Engine:
         policies = report.policies
         if scope is not None:
             policies = [item for item in policies if scope.owns(item.key)]
+        untrusted: list[PolicyIssue] = []
+        if self._verifier is not None:
+            policies, untrusted = _trusted(workspace, self._verifier, policies)
         return plan_pass(
             root,
             policies,
@@ -550,7 +562,7 @@ class Engine:
             self.provider_for,
             now,
             head=workspace.head(),
-            load_errors=report.errors,
+            load_errors=[*report.errors, *untrusted],
             gates=gatekeeper.gates(workspace, policies, now) if gatekeeper else None,
             cache=self._documents,
             trailers=scope.trailers if scope is not None else None,
@@ -630,6 +642,34 @@ class Engine:
     ) -> tuple[ProposalReport, ...]:
         """Pull requests go after the push: they build on the branch's new head."""
         return self._gatekeeper.propose(workspace, plan, now) if self._gatekeeper else ()
+
+
+def _trusted(
+    workspace: Workspace, verifier: SignatureVerifier, policies: Sequence[LoadedPolicy]
+) -> tuple[list[LoadedPolicy], list[PolicyIssue]]:
+    """The policies whose file was last changed in a commit signed by an allowed key, and a
+    hold, with the reason, for each of the others (they are neither measured nor written)."""
+    last = workspace.last_changes(item.path for item in policies)
+    kept: list[LoadedPolicy] = []
+    held: list[PolicyIssue] = []
+    for item in policies:
+        commit = last.get(item.path)
+        problem = (
+            workspace.signature_problem(verifier, commit)
+            if commit
+            else f"no commit of {item.path} found in the history"
+        )
+        if problem is None:
+            kept.append(item)
+            continue
+        line, column = item.locator.start
+        message = (
+            f"policy {item.key} held: its last change is not trusted: {problem}; "
+            "sign the change with an allowed key (--allowed-signers) to release it"
+        )
+        log.warning("%s", message)
+        held.append(PolicyIssue(item.path, line, column, "", message))
+    return kept, held
 
 
 def _prometheus_provider(policy: ReleasePolicy, url_override: str | None) -> MetricsProvider:

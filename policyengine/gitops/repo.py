@@ -22,6 +22,7 @@ from policyengine.errors import GitError, GitUnreachableError
 from policyengine.gitops.commits import policies_of
 from policyengine.gitops.environment import git_environment
 from policyengine.gitops.fastimport import CommitStream, DeleteFile, FileOperation, SetFile
+from policyengine.gitops.signing import CommitSigner, SignatureVerifier, sign_chain
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +187,10 @@ class Workspace:
         branch: str,
         credentials: GitCredentials,
         sleep: Callable[[float], None],
+        signer: CommitSigner | None = None,
     ) -> None:
         self._root = root
+        self._signer = signer  # signs every commit the engine writes, before it is pushed
         self._remote = remote
         self._branch = branch
         self._credentials = credentials
@@ -211,6 +214,7 @@ class Workspace:
         credentials: GitCredentials | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        signer: CommitSigner | None = None,
     ) -> Workspace:
         """Clone `remote` into `cache_dir`, or fetch and reset the existing cache clone to the
         remote branch (discarding anything unpushed: the cache is the engine's, not a person's).
@@ -218,7 +222,7 @@ class Workspace:
         url = str(Path(remote).resolve()) if isinstance(remote, Path) else str(remote)
         url, creds = _split_credentials_from_url(url, credentials or GitCredentials())
         cache = Path(cache_dir)
-        workspace = cls(cache, url, branch, creds, sleep)
+        workspace = cls(cache, url, branch, creds, sleep, signer)
         if (cache / ".git").is_dir():
             workspace._remove_stale_locks()
             workspace._git(["remote", "set-url", "origin", url])
@@ -429,6 +433,10 @@ class Workspace:
             self._stream = stream
             self._recover_from_stream_failure()
             raise
+        if self._signer is not None:
+            self._head = sign_chain(
+                self._git_with_input, self._signer, self._stream_base, self._head
+            )
         branch_ref = f"refs/heads/{self._branch}"
         self._git(
             ["update-ref", "-m", "policyengine: commit", branch_ref, self._head, self._stream_base]
@@ -567,6 +575,8 @@ class Workspace:
         except BaseException:
             stream.abort()
             raise
+        if self._signer is not None:
+            head = sign_chain(self._git_with_input, self._signer, new_base, head)
         branch_ref = f"refs/heads/{self._branch}"
         self._git(["update-ref", "-m", "policyengine: replay", branch_ref, head, self._head])
         self._git(["reset", "--quiet", "--hard", head])
@@ -734,6 +744,45 @@ class Workspace:
         check: bool = True,
     ) -> bytes:
         return self._run(args, input=input, env_extra=env_extra, check=check).stdout
+
+    def _git_with_input(self, args: list[str], input: bytes | None) -> bytes:
+        return self._git(args, input=input)
+
+    # -- trust -----------------------------------------------------------------------------
+
+    def last_changes(self, paths: Iterable[str]) -> dict[str, str]:
+        """The commit that last changed each path (history of HEAD), by path; one `git log`."""
+        wanted = sorted(set(paths))
+        if not wanted:
+            return {}
+        self.flush()
+        listed = self._git(
+            [
+                "log",
+                "--format=%x00%H",
+                "--name-only",
+                "--no-renames",
+                "-z",
+                self._head,
+                "--",
+                *wanted,
+            ]
+        )
+        found: dict[str, str] = {}
+        commit = ""
+        for token in listed.decode("utf-8", errors="surrogateescape").split("\0"):
+            token = token.strip("\n")
+            if not token:
+                continue
+            if len(token) == 40 and all(c in "0123456789abcdef" for c in token):
+                commit = token
+            elif token not in found:
+                found[token] = commit
+        return found
+
+    def signature_problem(self, verifier: SignatureVerifier, commit: str) -> str | None:
+        """None when `commit` is signed by a key the verifier allows, else why it is not."""
+        return verifier.problem(self._root, self._env, commit)
 
     def _git_network(self, args: list[str], cwd: Path | None = None) -> None:
         completed = self._run(args, cwd=cwd, check=False)

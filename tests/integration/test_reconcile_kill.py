@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -97,7 +98,10 @@ def test_sigkill_at_random_points_never_breaks_the_remote_and_the_next_pass_conv
     monkeypatch.setenv(TOKEN_VARIABLE, TOKEN)
     env = {k: v for k, v in os.environ.items() if not k.startswith("POLICYENGINE_AUTHOR")}
 
-    with serve_git_over_http(victim.remote.parent, TOKEN) as server:
+    with (
+        serve_git_over_http(victim.remote.parent, TOKEN) as server,
+        tempfile.TemporaryFile() as engine_log,
+    ):
         url = server.url_of(victim.remote.name)
         engine_args = ["--repo", url, "--cache-dir", str(victim.cache)]
 
@@ -111,12 +115,14 @@ def test_sigkill_at_random_points_never_breaks_the_remote_and_the_next_pass_conv
             now = rfc3339(T0 + index * STEP)
             before = victim.head()
             started = time.monotonic()
+            engine_log.seek(0)
+            engine_log.truncate()
             with running(
                 [str(script), "reconcile", "--once", *engine_args, "--now", now],
                 group=True,  # its own process group: the kill takes its git children
                 env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=engine_log,
+                stderr=subprocess.STDOUT,
             ) as engine:
                 deadline = started + rng.uniform(0.3, 1.1) * duration if index else float("inf")
                 # Use the wait: the uninterrupted run's pass, and the check of the previous kill.
@@ -126,7 +132,10 @@ def test_sigkill_at_random_points_never_breaks_the_remote_and_the_next_pass_conv
                     pending_check = None
                 try:
                     engine.wait(timeout=min(60.0, max(0.0, deadline - time.monotonic())))
-                    assert engine.returncode == 0, f"pass {index} failed on its own"
+                    engine_log.seek(0)
+                    assert engine.returncode == 0, (
+                        f"pass {index} failed on its own:\n{engine_log.read().decode()[-3000:]}"
+                    )
                     duration = duration or time.monotonic() - started
                     tally.finished += 1
                 except subprocess.TimeoutExpired:
