@@ -25,7 +25,7 @@ from policyengine.analysis.observations import (
 from policyengine.analysis.observations import observation_key as observation_key
 from policyengine.errors import PolicyEngineError
 from policyengine.metrics import promql
-from policyengine.metrics.provider import MetricsProvider, QueryResult, Series
+from policyengine.metrics.provider import MetricsProvider, Point, QueryResult, Series
 from policyengine.policy.duration import format_duration, parse_duration
 from policyengine.policy.models import MetricSet, MetricTemplate, ReleasePolicy
 
@@ -34,6 +34,11 @@ DEFAULT_VERSION_LABEL = "version"
 TRAFFIC_METRICS = ("error-rate",)
 """Metrics whose `total` counts requests, preferred in this order to measure traffic."""
 ROLES_BY_TYPE = {"proportion": ("events", "total"), "histogram": ("buckets",), "gauge": ("query",)}
+MAX_POINTS_PER_QUERY = 10_000
+"""Points per series in one range query. Prometheus refuses more than 11,000 (HTTP 400, "exceeded
+maximum resolution"): at a 1-minute interval that is 7.6 days, and releases reviewed step by step
+in pull requests last longer. Longer ranges are sent as consecutive queries of at most this many
+points, so every window of the release is still measured at the policy's interval."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +204,13 @@ def plan_queries(needs: Sequence[MetricNeed], now: datetime) -> QueryPlan:
         except (PolicyEngineError, ValueError) as error:
             settled[key] = QueryResult(DataStatus.QUERY_ERROR, message=str(error))
             continue
-        queries.append(PlannedQuery(key, text, _at(start), _at(end), timedelta(seconds=step)))
+        # The always-valid statistics intersect their bounds over every window since the release
+        # started and stratify by window: coarser windows for old data would change both, so a
+        # long release is split into consecutive ranges instead (points never overlap).
+        span = MAX_POINTS_PER_QUERY * step
+        for first in range(start, end + 1, span):
+            last = min(first + span - step, end)
+            queries.append(PlannedQuery(key, text, _at(first), _at(last), timedelta(seconds=step)))
     return QueryPlan(tuple(queries), settled)
 
 
@@ -227,20 +238,52 @@ def collect(
 ) -> dict[str, Observations]:
     """Send the pass's queries (stopping at the first unreachable answer) and fan them out."""
     plan = plan_queries(needs, now)
-    results: dict[QueryKey, QueryResult] = dict(plan.settled)
+    parts: dict[QueryKey, list[QueryResult]] = defaultdict(list)
     unreachable: QueryResult | None = None
     for query in plan.queries:
         if unreachable is not None:
             # One refused connection answers for the rest: retrying each would only add delay.
-            results[query.key] = unreachable
+            parts[query.key].append(unreachable)
             continue
         result = provider.query_range(query.promql, query.start, query.end, query.step)
         if result.status is DataStatus.UNREACHABLE:
             unreachable = result
-        results[query.key] = result
+        parts[query.key].append(result)
+    results: dict[QueryKey, QueryResult] = dict(plan.settled)
+    results.update((key, joined(answers)) for key, answers in parts.items())
     if unreachable is None:
         results.update(_absent_families(provider, needs, plan, results))
     return observations_from(needs, results)
+
+
+def joined(parts: Sequence[QueryResult]) -> QueryResult:
+    """One result from the consecutive ranges of one query: their series joined by label set.
+
+    A failed range fails the whole (the statistics need every window); ranges without data are
+    only gaps, as they would be inside one range.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    for status in (DataStatus.UNREACHABLE, DataStatus.QUERY_ERROR):
+        for part in parts:
+            if part.status is status:
+                return part
+    found = [part for part in parts if part.status is DataStatus.OK]
+    if not found:
+        return parts[-1]
+    points: dict[frozenset[tuple[str, str]], list[Point]] = {}
+    labels: dict[frozenset[tuple[str, str]], Mapping[str, str]] = {}
+    for part in found:
+        for series in part.series:
+            identity = frozenset(series.labels.items())
+            labels.setdefault(identity, series.labels)
+            points.setdefault(identity, []).extend(series.points)
+    return QueryResult(
+        DataStatus.OK,
+        series=tuple(Series(labels[i], tuple(p)) for i, p in points.items()),
+        message=found[-1].message,
+        query=found[-1].query,
+    )
 
 
 def _absent_families(
@@ -258,11 +301,16 @@ def _absent_families(
     """
     event_keys = {query_key(n, "events") for n in needs if "events" in n.roles()}
     changed: dict[QueryKey, QueryResult] = {}
+    # A long release's range is sent as several queries: probe once per key, over all of them.
+    spans: dict[QueryKey, tuple[PlannedQuery, datetime]] = {}
     for query in plan.queries:
+        first, _ = spans.get(query.key, (query, query.start))
+        spans[query.key] = (query, first.start)
+    for query, start in spans.values():
         result = results.get(query.key)
         if query.key not in event_keys or result is None or result.status is not DataStatus.NO_DATA:
             continue
-        lookback = max(1, round((query.end - query.start + query.step).total_seconds()))
+        lookback = max(1, round((query.end - start + query.step).total_seconds()))
         for name in sorted(promql.metric_names(query.key.template)):
             probe = (
                 f'count(last_over_time({{__name__="{promql.escape_string_content(name)}"}}'

@@ -10,8 +10,10 @@ import pytest
 from policyengine.analysis.observations import DataStatus, GaugePoint, WindowCounts
 from policyengine.metrics.catalog import builtin_metric_sets
 from policyengine.metrics.collector import (
+    MAX_POINTS_PER_QUERY,
     MetricNeed,
     QueryKey,
+    joined,
     needs_of,
     observation_key,
     observations_from,
@@ -350,3 +352,32 @@ def test_a_metric_with_its_own_version_label_is_selected_and_grouped_by_it() -> 
         q.promql for q in plan_queries([needs["spd"]], at(10)).queries if "trustyai_spd" in q.promql
     )
     assert 'model=~"fraud-v1|v2"' in spd_query and "vModelId" not in spd_query
+
+
+def test_a_month_long_release_is_planned_as_consecutive_ranges_under_the_point_limit() -> None:
+    # Prometheus refuses a range of more than 11,000 points: at a 1-minute interval a release
+    # past 7.6 days would hold for ever on "exceeded maximum resolution".
+    now = at(30 * 24 * 60)
+    plan = plan_queries([need(since=T0)], now)
+    ranges = sorted({(q.start, q.end) for q in plan.queries})
+    assert len(plan.queries) == 2 * len(ranges)  # events and total, each split alike
+    assert ranges[0][0] == at(1) and ranges[-1][1] == now
+    for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False):
+        assert start == end + MINUTE  # consecutive, no window lost or counted twice
+    assert all((end - start) / MINUTE + 1 <= MAX_POINTS_PER_QUERY for start, end in ranges)
+
+
+def test_consecutive_ranges_are_joined_into_the_same_windows_as_one_range() -> None:
+    needs = [need(since=at(0))]
+    first = ok(series({1: 100, 2: 110}, vModelId="model-v1"), series({1: 10}, vModelId="model-v2"))
+    second = ok(series({3: 120}, vModelId="model-v1"), series({3: 12}, vModelId="model-v2"))
+    joined_result = joined([first, NO_DATA, second])
+    assert joined_result.status is DataStatus.OK
+    observed = observations_from(
+        needs, results_for(needs, {"events": NO_DATA, "total": joined_result})
+    )
+    windows = observed["team/a"].metrics["error-rate"].windows
+    assert [w.total for w in windows["v1"]] == [100, 110, 120]
+    assert [w.total for w in windows["v2"]] == [10, 12]
+    failed = QueryResult(DataStatus.QUERY_ERROR, message="exceeded maximum resolution")
+    assert joined([first, failed, second]) is failed
