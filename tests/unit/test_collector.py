@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -362,7 +363,7 @@ def test_a_month_long_release_is_planned_as_consecutive_ranges_under_the_point_l
     ranges = sorted({(q.start, q.end) for q in plan.queries})
     assert len(plan.queries) == 2 * len(ranges)  # events and total, each split alike
     assert ranges[0][0] == at(1) and ranges[-1][1] == now
-    for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(ranges):
         assert start == end + MINUTE  # consecutive, no window lost or counted twice
     assert all((end - start) / MINUTE + 1 <= MAX_POINTS_PER_QUERY for start, end in ranges)
 
