@@ -578,6 +578,8 @@ def _report_pass(result: PassResult) -> None:
         click.echo(f"{key}: yielded to a human commit on the same lines; re-planning next pass")
     for proposal in result.proposals:
         click.echo(proposal.line(), err=bool(proposal.exit_code))
+        for line in proposal.warning_lines():
+            click.echo(line, err=True)
     _echo_problems(result.plan)
 
 

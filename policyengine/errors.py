@@ -45,6 +45,17 @@ class ForgeError(PolicyEngineError):
     """A forge (GitHub, GitLab, Gitea) API call failed."""
 
 
+class ForgeConflictError(ForgeError):
+    """The forge refused because the pull request moved on (its head is not the commit the engine
+    decided on): hold and re-plan."""
+
+
+class ForgeUnreachableError(ForgeError):
+    """The forge did not answer, or kept failing (5xx, rate limits) after the engine's retries."""
+
+    exit_code = 3
+
+
 class ClusterError(PolicyEngineError):
     """The Kubernetes API (Argo CD Application) could not be read."""
 

@@ -22,6 +22,7 @@ from policyengine.gitops.pullrequests import (
     ProposalReport,
     PullRequestWriteBack,
     WriteMode,
+    unexpected,
     write_mode,
 )
 from policyengine.gitops.repo import GitCredentials, Workspace
@@ -79,7 +80,10 @@ class Gatekeeper:
         self._write = write
         self._performance = performance or PerformanceGates()
         self._pull_requests = PullRequestWriteBack(
-            forge or forge_factory(None, None, None), author, base_branch
+            forge or forge_factory(None, None, None),
+            author,
+            base_branch,
+            argocd_gated=cluster is not None,
         )
         self._argocd = ArgoCDSyncGate(cluster) if cluster is not None else None
         self._credentials = credentials
@@ -118,7 +122,22 @@ class Gatekeeper:
                 )
             if not (proposing or argocd or policy.spec.performance is not None):
                 continue
-            found = [g for g in self._gates_of(git, workspace, policy, base, proposing, now) if g]
+            try:
+                found = [
+                    g for g in self._gates_of(git, workspace, policy, base, proposing, now) if g
+                ]
+            except PolicyEngineError as error:  # one policy's git, forge or cluster trouble
+                failed = f"holding: its gates could not be read: {error}"
+                found = [
+                    PolicyGate(hold=failed, unreachable=str(error))
+                    if error.exit_code == 3
+                    else PolicyGate(hold=failed, error=str(error))
+                ]
+            except Exception as error:  # a client library's own failure is this policy's too
+                log.debug("%s: reading its gates failed", key, exc_info=True)
+                found = [
+                    PolicyGate(hold="holding: its gates could not be read", error=unexpected(error))
+                ]
             if found:
                 gate = found[0]
                 for more in found[1:]:

@@ -29,6 +29,7 @@ class PolicyGate:
     unreachable: str | None = None  # a dependency (cluster, forge) could not be read: exit 3
     evidence: str = ""  # Markdown the decision carries (commit body, status file): a load test
     extra: tuple[tuple[str, str], ...] = ()  # status-file `extra` entries the gate records
+    error: str | None = None  # reading it failed otherwise: the policy's error (exit 1)
 
     def applies_to(self, status: ReleaseStatus) -> bool:
         if status.phase is not Phase.PROGRESSING:

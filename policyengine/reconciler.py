@@ -163,7 +163,13 @@ def plan_pass(
             current = _read_split(item, manifests, cache)
             previous = cache.status(root, status_path(item.policy.key))
             status = begin(item.policy, previous, current, now)
-            observed[item.key] = (gated_status(status, gates.get(item.key, OPEN_GATE)), current)
+            gate = gates.get(item.key, OPEN_GATE)
+            if gate.error is not None:
+                failures[item.key] = PolicyPlan(
+                    item.key, item.path, current=current, error=gate.error
+                )
+                continue
+            observed[item.key] = (gated_status(status, gate), current)
         except PolicyEngineError as error:
             failures[item.key] = PolicyPlan(item.key, item.path, error=str(error))
 

@@ -42,6 +42,7 @@ class ProposalText:
     branch: str
     base_branch: str
     argocd_application: str | None = None  # "namespace/name" when the policy names one
+    argocd_gated: bool = False  # the engine reads that Application (cluster access configured)
     auto_merge: bool = False
 
 
@@ -144,15 +145,21 @@ def release_chart(points: Sequence[ChartPoint], baseline: str) -> str:
 
 def _next_step(text: ProposalText) -> str:
     outcome = text.outcome
-    start = (
-        f"once Argo CD Application {text.argocd_application} has synced the merge"
-        if text.argocd_application
-        else "from the merge"
-    )
+    if text.argocd_application and text.argocd_gated:
+        start = f"once Argo CD Application {text.argocd_application} has synced the merge"
+    elif text.argocd_application:
+        start = (
+            "from the merge (the engine has no cluster access, `--kubeconfig` or `--in-cluster`, "
+            f"so it does not wait for Argo CD Application {text.argocd_application} to sync it)"
+        )
+    else:
+        start = "from the merge"
     if outcome.decision is Decision.ADVANCE:
         move = (
             f"Merging sends {outcome.split.trailer()} live. The step is measured {start}; when "
-            "it has dwelt with no objective failing, the engine proposes the next move here."
+            "it has dwelt with no objective failing, the engine opens a new pull request for the "
+            "next move. Should the decision change before this one is merged, the engine updates "
+            "this pull request instead."
         )
     elif outcome.decision is Decision.PROMOTE:
         move = f"Merging sends all traffic to the candidate ({outcome.split.trailer()}): the release ends."

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from policyengine.errors import ForgeError, PolicyEngineError
+from policyengine.errors import ForgeConflictError, ForgeError, PolicyEngineError
 from policyengine.gating import PolicyGate
 from policyengine.gitops.branches import EngineGit, proposal_branch
-from policyengine.gitops.forges import Forge, PullRequestState
+from policyengine.gitops.forges import Forge, PullRequestState, redact_token
 from policyengine.gitops.pullrequest_body import (
     ProposalText,
     chart_points,
@@ -59,11 +59,15 @@ class ProposalReport:
     url: str = ""
     detail: str = ""
     exit_code: int = 0
+    warnings: tuple[str, ...] = ()  # the pull request was written; something around it was not
 
     def line(self) -> str:
         if self.action is ProposalAction.FAILED:
             return f"{self.policy}: pull request not written: {self.detail}"
         return f"{self.policy}: {self.action} pull request #{self.number} {self.url}".rstrip()
+
+    def warning_lines(self) -> list[str]:
+        return [f"{self.policy}: warning: {warning}" for warning in self.warnings]
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,14 @@ class Proposal:
     message: str
     evidence: str
     release_started_at: datetime
+
+
+def unexpected(error: BaseException) -> str:
+    """An exception the engine did not raise itself, as its type and message without credentials
+    (a client library's AssertionError, KeyError on an odd answer, ...)."""
+    text = redact_token(str(error)).strip()
+    kind = type(error).__name__
+    return f"unexpected {kind}: {text[:500]}" if text else f"unexpected {kind}"
 
 
 def write_mode(policy: ReleasePolicy, override: WriteMode | None) -> WriteMode:
@@ -95,7 +107,9 @@ class PullRequestWriteBack:
         forge: Callable[[], Forge],
         author: tuple[str, str],
         base_branch: str,
+        argocd_gated: bool = False,  # cluster access configured: steps start at Argo CD's sync
     ) -> None:
+        self._argocd_gated = argocd_gated
         self._forge_factory = forge
         self._forge: Forge | None = None
         self._author = author
@@ -135,6 +149,12 @@ class PullRequestWriteBack:
             return PolicyGate(
                 hold=f"holding: cannot read the pull request from {branch}: {error}",
                 unreachable=str(error),
+            )
+        except Exception as error:  # a forge client's own failure is this policy's, not the pass's
+            log.debug("%s: reading the pull request failed", policy.key, exc_info=True)
+            return PolicyGate(
+                hold=f"holding: cannot read the pull request from {branch}",
+                error=f"cannot read the pull request from {branch}: {unexpected(error)}",
             )
         if latest is None or latest.state is PullRequestState.MERGED:
             log.warning(
@@ -181,6 +201,8 @@ class PullRequestWriteBack:
                 )
                 git.push_proposal(commit, branch)
                 pushed = True
+                head = commit
+            assert head is not None  # the decision is on the branch: pushed now or before
             settings = policy.spec.write_back.pull_request
             auto_merge = str(outcome.decision) in settings.auto_merge
             history = [
@@ -199,6 +221,7 @@ class PullRequestWriteBack:
                     if policy.spec.argocd
                     else None
                 ),
+                argocd_gated=self._argocd_gated,
                 auto_merge=auto_merge,
             )
             title = pull_request_title(policy.key, outcome)
@@ -207,9 +230,7 @@ class PullRequestWriteBack:
             )
             existing = forge.find_open_pull_request(branch, self._base)
             if existing is None:
-                pull = forge.open_pull_request(
-                    branch, self._base, title, body, settings.labels, settings.reviewers
-                )
+                pull = forge.open_pull_request(branch, self._base, title, body)
                 action = ProposalAction.OPENED
             elif existing.title != title or existing.body != body:
                 pull = forge.update_pull_request(existing.number, title, body)
@@ -217,13 +238,46 @@ class PullRequestWriteBack:
             else:
                 pull = existing
                 action = ProposalAction.UPDATED if pushed else ProposalAction.UNCHANGED
-            if auto_merge:
-                forge.merge(pull.number)
-                action = ProposalAction.MERGED
         except PolicyEngineError as error:
-            log.error("%s: pull request not written: %s", policy.key, error)
+            # The CLI prints the report's line; logging it too would say it twice.
+            log.debug("%s: pull request not written: %s", policy.key, error)
             return ProposalReport(
                 policy.key, ProposalAction.FAILED, detail=str(error), exit_code=error.exit_code
             )
+        except Exception as error:  # a forge client's own failure is this policy's, not the pass's
+            log.debug("%s: pull request not written", policy.key, exc_info=True)
+            return ProposalReport(
+                policy.key, ProposalAction.FAILED, detail=unexpected(error), exit_code=1
+            )
+        # From here the pull request is written: what fails around it is a warning on it, and the
+        # next pass repairs it (labels and reviewers are reconciled on every pass).
+        warnings: list[str] = []
+        exit_code = 0
+        try:
+            warnings.extend(forge.complete_pull_request(pull, settings.labels, settings.reviewers))
+        except PolicyEngineError as error:
+            warnings.append(f"labels and review requests not set: {error}")
+            exit_code = error.exit_code
+        except Exception as error:  # a forge client's own failure is this policy's, not the pass's
+            log.debug("%s: completing the pull request failed", policy.key, exc_info=True)
+            warnings.append(f"labels and review requests not set: {unexpected(error)}")
+            exit_code = 1
+        if auto_merge:
+            try:
+                # Only the commit decided on: a person's push in between is never merged unseen.
+                forge.merge(pull.number, head)
+                action = ProposalAction.MERGED
+            except ForgeConflictError as error:
+                warnings.append(f"{error}; holding, the next pass plans again")
+            except PolicyEngineError as error:
+                warnings.append(f"not merged: {error}")
+                exit_code = max(exit_code, error.exit_code)
+            except Exception as error:  # as above: the policy's, not the pass's
+                warnings.append(f"not merged: {unexpected(error)}")
+                exit_code = max(exit_code, 1)
+        for warning in warnings:
+            log.debug("%s: pull request #%d: %s", policy.key, pull.number, warning)
         log.info("%s: %s pull request #%d %s", policy.key, action, pull.number, pull.url)
-        return ProposalReport(policy.key, action, pull.number, pull.url)
+        return ProposalReport(
+            policy.key, action, pull.number, pull.url, exit_code=exit_code, warnings=tuple(warnings)
+        )

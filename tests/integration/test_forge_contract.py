@@ -1,6 +1,6 @@
 """The Forge contract, run against GitHub, GitLab and Gitea fakes over real HTTP on loopback.
 
-The production clients (PyGithub, python-gitlab, the engine's Gitea client) talk to the servers in
+The production clients (the engine's GitHub and Gitea clients, python-gitlab) talk to the servers in
 tests/support/fake_forges.py, which implement only the documented endpoints listed there: GitHub
 pulls (list in any state, newest first/create/get/update/merge), requested_reviewers and issue
 labels; GitLab merge_requests (list in any state, newest first/create/get/update/merge) and users;
@@ -46,7 +46,7 @@ class ForgeUnderTest:
 def make_forge(kind: str, fake: FakeForge, token: str, sleeps: list[float]) -> Forge:
     retry = RetryPolicy(max_attempts=4, first_delay=1.0, max_delay=60.0)
     if kind == "github":
-        # PyGithub spaces requests (0.25 s) and writes (1 s) by default; no need in a test.
+        # The client spaces requests (0.25 s) and writes (1 s) by default; no need in a test.
         return GitHubForge(
             fake.repository,
             token,
@@ -220,11 +220,11 @@ def test_other_branches_pull_requests_are_not_ours(subject: ForgeUnderTest) -> N
 
 def test_merge_merges_and_a_closed_one_cannot_be_merged(subject: ForgeUnderTest) -> None:
     pr = open_or_update(subject.forge, HEAD, BASE, "rollback", "evidence")
-    subject.forge.merge(pr.number)
+    subject.forge.merge(pr.number, pr.head_sha)
     assert subject.fake.pulls[pr.number].merged
 
     with pytest.raises(ForgeError, match="405"):
-        subject.forge.merge(pr.number)
+        subject.forge.merge(pr.number, pr.head_sha)
     assert subject.sleeps == []  # a refusal is not retried
 
 

@@ -52,15 +52,20 @@ def test_the_latest_pull_request_is_found_beyond_the_first_page(gitea: FakeGitea
     assert [r.query["page"] for r in listed] == [["1"], ["2"]]
 
 
-def test_labels_are_sent_as_ids_and_unknown_labels_fail_before_opening(gitea: FakeGitea) -> None:
+def test_labels_are_sent_as_ids_and_an_unknown_label_is_an_error_on_the_opened_one(
+    gitea: FakeGitea,
+) -> None:
     forge = forge_from_url("gitea", gitea.api_url, gitea.repository, gitea.token)
     pr = open_or_update(forge, "b", "main", "t", "body", ["needs-review"])
     assert gitea.pulls[pr.number].labels == ["needs-review"]
     assert gitea.requests_to("POST", r".*/issues/\d+/labels")[0].body == {"labels": [3]}
 
-    with pytest.raises(ForgeError, match="labels not found in the repository"):
-        open_or_update(forge, "other", "main", "t", "body", ["nope"])
-    assert len(gitea.pulls) == 1
+    # Labels go on after opening (and on every pass): the pull request exists, the error says why
+    # it has no label, and the next pass does not open a second one.
+    for _ in range(2):
+        with pytest.raises(ForgeError, match="labels not found in the repository"):
+            open_or_update(forge, "other", "main", "t", "body", ["nope"])
+    assert len(gitea.pulls) == 2 and gitea.pulls[2].labels == []
 
 
 def test_an_unreachable_forge_is_retried_then_a_forge_error() -> None:

@@ -1,4 +1,4 @@
-"""GitHub specifics through PyGithub against the loopback fake (tests/support/fake_forges.py).
+"""GitHub specifics through the engine's GitHub client against the loopback fake (tests/support/fake_forges.py).
 
 Endpoints: GET/POST /repos/{o}/{r}/pulls (state=, head=, base=, sort=, direction=), GET /repos/{o}/{r}/pulls/{n},
 POST /repos/{o}/{r}/pulls/{n}/requested_reviewers, under the Enterprise prefix /api/v3.
@@ -88,7 +88,7 @@ def test_a_plain_403_is_a_missing_permission_and_not_retried(github: FakeGitHub)
     sleeps: list[float] = []
     github.fail_next(403, message="Resource not accessible by personal access token")
     with pytest.raises(ForgeError, match="Resource not accessible"):
-        quick(github, sleeps).open_pull_request("b", "main", "t", "body", [], [])
+        quick(github, sleeps).open_pull_request("b", "main", "t", "body")
     assert sleeps == []
 
 

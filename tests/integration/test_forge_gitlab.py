@@ -13,7 +13,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from policyengine.errors import ForgeError
 from policyengine.gitops.forges import forge_from_url, open_or_update
 from tests.support.fake_forges import FakeGitLab, running
 
@@ -55,11 +54,13 @@ def test_the_latest_merge_request_is_asked_for_newest_first_in_any_state(
     }
 
 
-def test_an_unknown_reviewer_fails_before_anything_is_opened(gitlab: FakeGitLab) -> None:
+def test_an_unknown_reviewer_is_a_warning_and_the_others_are_asked(gitlab: FakeGitLab) -> None:
     forge = forge_from_url("gitlab", gitlab.root_url, gitlab.repository, gitlab.token)
-    with pytest.raises(ForgeError, match="no user 'carol'"):
-        open_or_update(forge, "b", "main", "t", "body", [], ["carol"])
-    assert gitlab.pulls == {}
+    pull = open_or_update(forge, "b", "main", "t", "body", ["release"], ["carol", "alice"])
+    assert gitlab.pulls[pull.number].reviewers == ["alice"]
+    assert gitlab.pulls[pull.number].labels == ["release"]
+    warnings = forge.complete_pull_request(forge.pull_request(pull.number), [], ["carol"])
+    assert len(warnings) == 1 and "no user 'carol'" in warnings[0]
 
 
 def test_ratelimit_reset_is_honoured(gitlab: FakeGitLab) -> None:

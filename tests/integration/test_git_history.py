@@ -16,6 +16,9 @@ from policyengine.gitops.commits import (
 )
 from policyengine.gitops.history import release_history
 from policyengine.gitops.repo import Workspace
+from policyengine.gitops.status import dump_status, status_path
+from policyengine.strategies.decision import Decision, Phase, TrafficSplit
+from policyengine.strategies.status import ReleaseStatus
 from tests.support.gitrepos import human_push, make_remote
 
 ENGINE = ("policyengine", "policyengine@example.com")
@@ -67,3 +70,34 @@ def test_unknown_branch(tmp_path: Path) -> None:
     remote = make_remote(tmp_path, {"a.yaml": "x\n"})
     with pytest.raises(GitError):
         release_history(remote, "nope")
+
+
+def test_a_squash_merge_without_trailers_is_read_from_the_status_file(tmp_path: Path) -> None:
+    remote = make_remote(tmp_path, {"a.yaml": "w: 100\n"})
+    evaluated = T0 + timedelta(minutes=3)
+    status = ReleaseStatus(
+        policy="ns/a",
+        phase=Phase.PROGRESSING,
+        release_id="r1",
+        step=0,
+        step_started_at=evaluated,
+        release_started_at=T0,
+        split=TrafficSplit.of({"v1": 90, "v2": 10}),
+        last_decision=Decision.ADVANCE,
+        last_reason="release started",
+        evaluated_at=evaluated,
+    )
+    # What a squash merge of the engine's pull request leaves on main: its files, a person's
+    # message without the engine's trailers.
+    squash = human_push(
+        remote,
+        tmp_path / "humans",
+        {"a.yaml": "w: 90\n", status_path("ns/a"): dump_status(status)},
+        "Release ns/a: first step (#7)",
+    )
+    human_push(remote, tmp_path / "humans", {"notes.md": "unrelated\n"}, "Notes")
+
+    [entry] = release_history(remote, "main", "ns/a")
+    assert (entry.decision, entry.weights, entry.time) == ("advance", "v1=90,v2=10", evaluated)
+    assert (entry.commit, entry.source, entry.reason) == (squash, "status", "release started")
+    assert [e.commit for e in release_history(remote, "main")] == [squash]

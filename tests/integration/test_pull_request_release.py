@@ -3,7 +3,7 @@
 Real git: a bare remote served over smart HTTP with a token (`git http-backend`), the engine's
 clone, human clones. Real Prometheus: a simulated fleet serves what the remote's main branch says
 and remote-writes each minute. The forges are the loopback fakes of tests/support/fake_forges.py,
-reached by the production clients (PyGithub, python-gitlab, requests) over HTTP, and the
+reached by the production clients (the engine's own on requests, python-gitlab) over HTTP, and the
 endpoints they fake are:
 
 - GitHub (/api/v3): GET/POST /repos/{o}/{r}/pulls (open, or all newest first), GET/PATCH/PUT-merge /repos/{o}/{r}/pulls/{n},
@@ -20,6 +20,7 @@ the bare remote's main for real, with `git merge --no-ff`, at a pinned time.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import random
@@ -92,6 +93,10 @@ class RealMerge:
         )  # fmt: skip
         git(work, "push", "--quiet", "origin", "HEAD:refs/heads/main")
         pull.merge_commit_sha = git(work, "rev-parse", "HEAD").strip()
+
+    def branch_head(self, pull: FakePull) -> str:
+        """The proposal branch's head in the bare remote: what a merge's `sha` must match."""
+        return git(self.remote, "rev-parse", f"refs/heads/{pull.head}").strip()
 
 
 class MergingGitHub(RealMerge, FakeGitHub):
@@ -260,6 +265,17 @@ def test_a_release_goes_through_one_pull_request_per_step(
 
     # Merged at minute 3: the step is live from then on, and its 5m dwell starts there.
     release.merge_at(3, 1)
+    # `history` shows the proposal replaced before the merge as such, and the merged one.
+    shown = CliRunner().invoke(
+        main,
+        ["history", POLICY, "--repo", str(repo.remote), "--cache-dir",
+         str(repo.cache.parent / "history-cache"), "--output", "json"],
+    )  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert [(e["weights"], e["replaced"]) for e in json.loads(shown.output)] == [
+        ("v1=90,v2=10", True),
+        ("v1=85,v2=15", False),
+    ]
     assert repo.file(STATUS) == git(repo.remote, "show", f"{updated}:{STATUS}")
     early = release.run("reconcile", 7)
     assert f"{POLICY}: hold" in early.output and "held 4m" in early.output, early.output
@@ -311,8 +327,9 @@ def test_a_branch_pushed_without_its_pull_request_gets_one_on_the_next_pass(
 
     # The first step: the branch is pushed, the pull request is not opened.
     fail_opening(release)
-    failed = release.run("reconcile", 0, expect_exit=1)
-    assert f"{POLICY}: pull request not written" in failed.output, failed.output
+    # A forge outage while writing is a dependency unreachable (3), as before deciding; said once.
+    failed = release.run("reconcile", 0, expect_exit=3)
+    assert failed.output.count(f"{POLICY}: pull request not written") == 1, failed.output
     [proposed] = release.branch_log()[:1]
     assert forge.pulls == {} and repo.head() == main_before
 
@@ -329,7 +346,7 @@ def test_a_branch_pushed_without_its_pull_request_gets_one_on_the_next_pass(
     # branch's latest pull request is the merged one, which is no reason to hold either.
     release.merge_at(2, 1)
     fail_opening(release)
-    release.run("reconcile", 8, expect_exit=1)
+    release.run("reconcile", 8, expect_exit=3)
     assert len(forge.pulls) == 1 and release.branch_log()[0] != proposed
     caplog.clear()
     reopened = release.run("reconcile", 9)
@@ -365,3 +382,112 @@ def test_a_rollback_the_policy_marks_safe_is_merged_at_once(release: PullRequest
     # The release is over: nothing more is proposed.
     release.run("reconcile", 5)
     assert len(forge.pulls) == 2
+
+
+@pytest.mark.parametrize("release", ["github"], indirect=True)
+def test_a_forge_client_failure_is_that_policys_error_and_the_next_pass_recovers(
+    release: PullRequestRelease,
+) -> None:
+    forge = release.forge
+    # A garbled answer makes the client itself fail (not an HTTP error the engine expects).
+    forge.answer_next(200, [{"number": "seven", "head": "x"}], method="GET", path=r".*/pulls")
+    failed = release.run("reconcile", 0, expect_exit=1)
+    assert f"{POLICY}: pull request not written: unexpected " in failed.output, failed.output
+    assert "Traceback" not in failed.output and forge.token not in failed.output
+    assert forge.pulls == {}
+
+    opened = release.run("reconcile", 1)
+    assert "opened pull request #1" in opened.output, opened.output
+
+    # The same while reading the pull request before deciding: that policy's error, no crash.
+    forge.answer_next(200, [{"number": 1, "head": "x"}], method="GET", path=r".*/pulls")
+    gated = release.run("reconcile", 2, expect_exit=1)
+    assert "cannot read the pull request" in gated.output and "unexpected" in gated.output
+    assert forge.token not in gated.output
+    assert release.run("reconcile", 3).exit_code == 0
+
+
+@pytest.mark.parametrize("release", ["github", "gitea"], indirect=True)
+def test_a_partly_opened_pull_request_is_repaired_and_a_refused_reviewer_is_a_warning(
+    release: PullRequestRelease,
+) -> None:
+    forge = release.forge
+    # The labels cannot be written while the pull request is opened: an outage (exit 3), but
+    # the pull request is written.
+    forge.fail_next(
+        503, {"Retry-After": "0"}, times=DEFAULT_RETRY.max_attempts, method="POST",
+        path=r".*/issues/\d+/labels",
+    )  # fmt: skip
+    partly = release.run("reconcile", 0, expect_exit=3)
+    assert "opened pull request #1" in partly.output, partly.output
+    assert "not written" not in partly.output
+    assert "warning: labels and review requests not set" in partly.output
+    assert forge.pulls[1].labels == [] and forge.pulls[1].reviewers == []
+
+    # The next pass puts them on; a reviewer the forge refuses is only a warning.
+    if isinstance(forge, FakeGitHub):
+        forge.collaborators = {"alice"}
+    repaired = release.run("reconcile", 1)
+    assert forge.pulls[1].labels == ["release"] and forge.pulls[1].reviewers == ["alice"]
+    assert len(forge.pulls) == 1 and "warning" not in repaired.output, repaired.output
+
+
+@pytest.mark.parametrize("release", ["github"], indirect=True)
+def test_a_reviewer_the_forge_refuses_is_a_warning_not_a_failure(
+    release: PullRequestRelease,
+) -> None:
+    forge, repo = release.forge, release.repo
+    assert isinstance(forge, FakeGitHub)
+    forge.collaborators = {"alice"}
+    yaml = YAML(typ="rt")
+    document = yaml.load(repo.file("policy.yaml"))
+    document["spec"]["writeBack"]["pullRequest"]["reviewers"].append("mallory")
+    buffer = io.StringIO()
+    yaml.dump(document, buffer)
+    repo.human_push({"policy.yaml": buffer.getvalue()}, "mallory reviews too")
+    result = release.run("reconcile", 0)
+    assert "opened pull request #1" in result.output and "not written" not in result.output
+    assert "warning: review request for mallory refused" in result.output, result.output
+    assert forge.pulls[1].reviewers == ["alice"] and forge.pulls[1].labels == ["release"]
+
+
+@pytest.mark.parametrize("release", ["github"], indirect=True)
+def test_an_auto_merge_never_merges_a_push_it_did_not_decide_on(
+    release: PullRequestRelease, tmp_path: Path
+) -> None:
+    forge, repo = release.forge, release.repo
+    assert isinstance(forge, FakeGitHub)
+    release.run("reconcile", 0)
+    release.merge_at(1, 1)
+    release.fleet = fleet(
+        version("v1", "fraud-detector-v1"),
+        version("v2", "fraud-detector-v2", error_rate=0.2),
+        RPS,
+    )
+
+    def someone_pushes(pull: FakePull) -> None:
+        work = tmp_path / "person"
+        git(tmp_path, "clone", "--quiet", "--branch", pull.head, str(repo.remote), str(work))
+        (work / "NOTES.md").write_text("a person's change on the proposal branch\n")
+        git(work, "add", "NOTES.md")
+        git(work, "-c", "user.name=Person", "-c", "user.email=person@example.invalid",
+            "commit", "--quiet", "-m", "a person's commit")  # fmt: skip
+        git(work, "push", "--quiet", "origin", f"HEAD:refs/heads/{pull.head}")
+        forge.before_merge = None
+
+    forge.before_merge = someone_pushes
+    held = release.run("reconcile", 4)
+    assert "not merged: its head is no longer" in held.output, held.output
+    assert "holding, the next pass plans again" in held.output
+    assert not forge.pulls[2].merged
+    assert split_in_manifest(release.policy, repo.file(SERVICE), SERVICE).as_dict()["v2"] > 0
+
+    # The next pass decides again on top of the person's commit, and merges what it decided on.
+    again = release.run("reconcile", 5)
+    assert "merged pull request #2" in again.output, again.output
+    assert forge.pulls[2].merged
+    merged_head = release.branch_log()[0]
+    assert trailers_of(git(repo.remote, "log", "-1", "--format=%B", merged_head))["Decision"] == (
+        "rollback"
+    )
+    assert split_in_manifest(release.policy, repo.file(SERVICE), SERVICE).as_dict()["v2"] == 0

@@ -4,16 +4,24 @@ Each fake is an `http.server` on 127.0.0.1 (a free port, in a thread) that keeps
 memory, checks the token header of every request (401 otherwise) and answers only the documented
 endpoints the production clients call:
 
-GitHub REST (under /api/v3, the GitHub Enterprise layout; header `Authorization: token|Bearer T`):
-  GET  /repos/{owner}/{repo}/pulls?state=&head=owner:branch&base=&sort=&direction=
+GitHub REST (under /api/v3, the GitHub Enterprise layout; header `Authorization: token|Bearer T`).
+Every request must send `Accept: application/vnd.github+json` and `X-GitHub-Api-Version` (an
+unsupported version is a 400 as on GitHub; a missing header is recorded in `bad_requests`); every
+answer carries the `X-RateLimit-*` headers; lists are paged (`per_page` default 30, at most 100,
+`page`) with a `Link` header (next/last) built on `public_api_url`, which a test may set to
+another hostname as a GitHub Enterprise behind a proxy answers:
+  GET  /repos/{owner}/{repo}/pulls?state=&head=owner:branch&base=&sort=&direction=&per_page=&page=
                                    list (state open|closed|all; sort created, direction asc|desc,
                                    by default desc as GitHub documents: newest first)
   POST /repos/{owner}/{repo}/pulls                                    create (422 when one is open)
   GET  /repos/{owner}/{repo}/pulls/{n}                                get
   PATCH /repos/{owner}/{repo}/pulls/{n}                               update title/body
-  PUT  /repos/{owner}/{repo}/pulls/{n}/merge                          merge (405 unless open)
-  POST /repos/{owner}/{repo}/pulls/{n}/requested_reviewers            request reviewers/teams
-  POST /repos/{owner}/{repo}/issues/{n}/labels                        add labels
+  PUT  /repos/{owner}/{repo}/pulls/{n}/merge                          merge (405 unless open; 409
+                                   when the body's `sha` is not the head: "Head branch was modified")
+  GET  /repos/{owner}/{repo}/pulls/{n}/reviews                        submitted reviews (paged)
+  POST /repos/{owner}/{repo}/pulls/{n}/requested_reviewers            request reviewers/teams (422
+                                   when one is not in `collaborators`, if that is set)
+  POST /repos/{owner}/{repo}/issues/{n}/labels                        add labels: {"labels": [...]}
 GitLab REST v4 (under /api/v4; header `PRIVATE-TOKEN: T` or `Authorization: Bearer T`):
   GET  /projects/{id}/merge_requests?state=&source_branch=&target_branch=&order_by=&sort=
                                    (state opened|merged|closed|all; order_by created_at, sort
@@ -21,21 +29,25 @@ GitLab REST v4 (under /api/v4; header `PRIVATE-TOKEN: T` or `Authorization: Bear
   POST /projects/{id}/merge_requests                                  (409 when one is open)
   GET  /projects/{id}/merge_requests/{iid}
   PUT  /projects/{id}/merge_requests/{iid}
-  PUT  /projects/{id}/merge_requests/{iid}/merge                      (405 unless opened)
+  PUT  /projects/{id}/merge_requests/{iid}/merge                      (405 unless opened; 409 when
+                                   `sha` is not the source branch's head)
   GET  /users?username=
 Gitea/Forgejo REST v1 (under /api/v1; header `Authorization: token|Bearer T`):
   GET  /repos/{owner}/{repo}/pulls?state=&page=&limit=              (state open|closed|all)
   POST /repos/{owner}/{repo}/pulls                                    (409 when one is open)
   GET  /repos/{owner}/{repo}/pulls/{index}
   PATCH /repos/{owner}/{repo}/pulls/{index}
-  POST /repos/{owner}/{repo}/pulls/{index}/merge                      (405 unless open)
+  POST /repos/{owner}/{repo}/pulls/{index}/merge                      (405 unless open; 409 when
+                                   `head_commit_id` is not the head)
+  GET  /repos/{owner}/{repo}/pulls/{index}/reviews?page=&limit=       (pending requests too)
   POST /repos/{owner}/{repo}/pulls/{index}/requested_reviewers
   GET  /repos/{owner}/{repo}/labels?page=&limit=
   POST /repos/{owner}/{repo}/issues/{index}/labels                    (label ids)
 
 `fail_next(status, headers)` makes the next request(s) fail before they are handled (5xx, 429 with
 Retry-After, ...), or only the next ones of a method and path (`method=`, `path=` a regex);
-`merge_by_person` / `close_by_person` play the human on the forge.
+`answer_next(status, payload)` answers anything at all instead (a garbled answer);
+`merge_by_person` / `close_by_person` / `push_by_person` / `review_by_person` play the human.
 """
 
 from __future__ import annotations
@@ -50,7 +62,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 JsonBody = Any
 Answer = tuple[int, dict[str, str], JsonBody]
@@ -69,6 +81,8 @@ class FakePull:
     labels: list[str] = field(default_factory=list)
     reviewers: list[str] = field(default_factory=list)
     team_reviewers: list[str] = field(default_factory=list)
+    head_sha: str = ""
+    reviews: list[str] = field(default_factory=list)  # logins that submitted a review
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,7 @@ class _Failure:
     message: str
     method: str | None
     path: str | None  # a regex over the whole path
+    payload: JsonBody = None  # answer this instead of {"message": ...}
 
     def matches(self, method: str, path: str) -> bool:
         return self.method in (None, method) and (
@@ -172,6 +187,30 @@ class FakeForge:
         for _ in range(times):
             self._failures.append(_Failure(status, dict(headers or {}), message, method, path))
 
+    def answer_next(
+        self, status: int, payload: JsonBody, *, method: str | None = None, path: str | None = None
+    ) -> None:
+        """Answer the next matching request with this status and JSON, whatever it asked."""
+        self._failures.append(_Failure(status, {}, "", method, path, payload))
+
+    def push_by_person(self, number: int) -> None:
+        """Someone pushes a commit onto the pull request's branch."""
+        with self._lock:
+            pull = self.pulls[number]
+            pull.head_sha = hashlib.sha1(f"pushed {pull.head_sha}".encode()).hexdigest()
+
+    def review_by_person(self, number: int, login: str) -> None:
+        """A review is submitted: its author leaves the pending review requests."""
+        with self._lock:
+            pull = self.pulls[number]
+            pull.reviews.append(login)
+            if login in pull.reviewers:
+                pull.reviewers.remove(login)
+
+    def branch_head(self, pull: FakePull) -> str:
+        """The commit the pull request's branch points at (a real remote's, in some tests)."""
+        return pull.head_sha
+
     def merge_by_person(self, number: int) -> None:
         with self._lock:
             self._merge(self.pulls[number])
@@ -199,8 +238,13 @@ class FakeForge:
             failure = next((f for f in self._failures if f.matches(method, parts.path)), None)
             if failure is not None:
                 self._failures.remove(failure)
+                if failure.payload is not None:
+                    return failure.status, failure.headers, failure.payload
                 message = failure.message or f"injected {failure.status}"
                 return failure.status, failure.headers, {"message": message}
+            refused = self.check_conventions(method, parts.path, headers, body)
+            if refused is not None:
+                return refused
             if not parts.path.startswith(self.api_prefix + "/"):
                 return 404, {}, {"message": "Not Found"}
             # Split before unquoting: GitLab project ids are URL-encoded paths (group%2Fproject).
@@ -223,12 +267,19 @@ class FakeForge:
         value: str = headers.get("Authorization", "")
         return value in (f"token {self.token}", f"Bearer {self.token}")
 
+    def check_conventions(
+        self, method: str, path: str, headers: Any, body: JsonBody
+    ) -> Answer | None:
+        """An answer refusing a request that breaks the forge's conventions; None to handle it."""
+        return None
+
     def routes(self) -> list[tuple[str, str, Callable[..., Answer]]]:
         raise NotImplementedError
 
     def _new_pull(self, head: str, base: str, title: str, body: str) -> FakePull:
         number = max(self.pulls, default=0) + 1
         pull = FakePull(number, head, base, title, body)
+        pull.head_sha = hashlib.sha1(f"head {number}".encode()).hexdigest()
         self.pulls[number] = pull
         return pull
 
@@ -251,8 +302,21 @@ class FakeForge:
         return f"{owner}/{repo}" == self.repository
 
 
+GITHUB_MEDIA_TYPE = "application/vnd.github+json"
+GITHUB_API_VERSIONS = ("2022-11-28", "2026-03-10")
+GITHUB_PAGE_SIZE, GITHUB_MAX_PAGE_SIZE = 30, 100
+
+
 class FakeGitHub(FakeForge):
     api_prefix = "/api/v3"
+
+    def __init__(self, token: str, repository: str = "acme/models") -> None:
+        super().__init__(token, repository)
+        self.public_api_url: str | None = None  # what links and `url` fields name; api_url if None
+        self.collaborators: set[str] | None = None  # who may be asked to review; anyone if None
+        self.rate_remaining = 5000
+        self.ignore_list_filters = False  # as some GitHub Enterprise versions ignore head=
+        self.before_merge: Callable[[FakePull], None] | None = None  # a person acts just before
 
     def routes(self) -> list[tuple[str, str, Callable[..., Answer]]]:
         repo = r"repos/([^/]+)/([^/]+)"
@@ -262,13 +326,58 @@ class FakeGitHub(FakeForge):
             ("GET", rf"{repo}/pulls/(\d+)", self._get),
             ("PATCH", rf"{repo}/pulls/(\d+)", self._edit),
             ("PUT", rf"{repo}/pulls/(\d+)/merge", self._merge_endpoint),
+            ("GET", rf"{repo}/pulls/(\d+)/reviews", self._reviews),
             ("POST", rf"{repo}/pulls/(\d+)/requested_reviewers", self._reviewers),
             ("POST", rf"{repo}/issues/(\d+)/labels", self._labels),
         ]
 
+    def check_conventions(
+        self, method: str, path: str, headers: Any, body: JsonBody
+    ) -> Answer | None:
+        accept = headers.get("Accept", "")
+        if GITHUB_MEDIA_TYPE not in accept:
+            self.bad_requests.append(f"{method} {path}: Accept {accept!r}, not {GITHUB_MEDIA_TYPE}")
+        version = headers.get("X-GitHub-Api-Version")
+        if version is None:
+            self.bad_requests.append(f"{method} {path}: no X-GitHub-Api-Version")
+        elif version not in GITHUB_API_VERSIONS:
+            return 400, {}, {"message": f"API version {version} is not supported."}
+        return None
+
+    def dispatch(self, method: str, raw_path: str, headers: Any, body: JsonBody) -> Answer:
+        status, answer_headers, payload = super().dispatch(method, raw_path, headers, body)
+        with self._lock:
+            self.rate_remaining = max(0, self.rate_remaining - 1)
+            limits = {
+                "X-RateLimit-Limit": "5000",
+                "X-RateLimit-Remaining": str(self.rate_remaining),
+                "X-RateLimit-Reset": "4102444800",
+                "X-RateLimit-Resource": "core",
+            }
+        return status, {**limits, **answer_headers}, payload
+
+    @property
+    def link_root(self) -> str:
+        return (self.public_api_url or self.api_url).rstrip("/")
+
+    def _paged(self, path: str, items: list[Any], query: Any) -> Answer:
+        size = min(int(query.get("per_page", [str(GITHUB_PAGE_SIZE)])[0]), GITHUB_MAX_PAGE_SIZE)
+        page = int(query.get("page", ["1"])[0])
+        last = max(1, -(-len(items) // size))
+        links = []
+        kept = {k: v[0] for k, v in query.items() if k != "page"}
+        for rel, number in (("next", page + 1), ("last", last)):
+            if page < last:
+                args = "&".join(
+                    f"{k}={quote(str(v), safe='')}" for k, v in {**kept, "page": number}.items()
+                )
+                links.append(f'<{self.link_root}/{path}?{args}>; rel="{rel}"')
+        headers = {"Link": ", ".join(links)} if links else {}
+        return 200, headers, items[(page - 1) * size : page * size]
+
     def _json(self, pull: FakePull, *, full: bool) -> dict[str, Any]:
         owner = self.repository.split("/")[0]
-        base = f"{self.api_url}/repos/{self.repository}"
+        base = f"{self.link_root}/repos/{self.repository}"
         doc: dict[str, Any] = {
             "url": f"{base}/pulls/{pull.number}",
             "html_url": f"{self.root_url}/{self.repository}/pull/{pull.number}",
@@ -279,7 +388,11 @@ class FakeGitHub(FakeForge):
             "body": pull.body,
             "merged_at": "2024-05-01T10:00:00Z" if pull.merged else None,
             "merge_commit_sha": pull.merge_commit_sha,
-            "head": {"ref": pull.head, "label": f"{owner}:{pull.head}", "sha": "0" * 40},
+            "head": {
+                "ref": pull.head,
+                "label": f"{owner}:{pull.head}",
+                "sha": self.branch_head(pull),
+            },
             "base": {"ref": pull.base, "label": f"{owner}:{pull.base}", "sha": "1" * 40},
             "labels": [{"name": name} for name in pull.labels],
             "requested_reviewers": [{"login": login} for login in pull.reviewers],
@@ -302,10 +415,10 @@ class FakeGitHub(FakeForge):
             self._json(p, full=False)
             for p in sorted(self.pulls.values(), key=lambda p: p.number, reverse=newest_first)
             if state in ("all", p.state)
-            and (head is None or head == f"{owner}:{p.head}")
+            and (head is None or self.ignore_list_filters or head == f"{owner}:{p.head}")
             and (base is None or base == p.base)
         ]
-        return 200, {}, found
+        return self._paged(f"repos/{owner}/{repo}/pulls", found, query)
 
     def _create(self, owner: str, repo: str, *, query: Any, body: Any) -> Answer:
         if not self._repo_matches(owner, repo):
@@ -340,23 +453,53 @@ class FakeGitHub(FakeForge):
             return 404, {}, {"message": "Not Found"}
         if pull.state != "open":
             return 405, {}, {"message": "Pull Request is not mergeable"}
+        if self.before_merge is not None:
+            self.before_merge(pull)
+        if "sha" in body and body["sha"] != self.branch_head(pull):
+            return 409, {}, {"message": "Head branch was modified. Review and try the merge again."}
         self._merge(pull)
         return 200, {}, {"sha": pull.merge_commit_sha, "merged": True, "message": "merged"}
+
+    def _reviews(self, owner: str, repo: str, number: str, *, query: Any, body: Any) -> Answer:
+        pull = self.pulls.get(int(number))
+        if pull is None or not self._repo_matches(owner, repo):
+            return 404, {}, {"message": "Not Found"}
+        reviews = [
+            {"id": i + 1, "user": {"login": login}, "state": "APPROVED"}
+            for i, login in enumerate(pull.reviews)
+        ]
+        return self._paged(f"repos/{owner}/{repo}/pulls/{number}/reviews", reviews, query)
 
     def _reviewers(self, owner: str, repo: str, number: str, *, query: Any, body: Any) -> Answer:
         pull = self.pulls.get(int(number))
         if pull is None or not self._repo_matches(owner, repo):
             return 404, {}, {"message": "Not Found"}
-        pull.reviewers.extend(body.get("reviewers", []))
-        pull.team_reviewers.extend(body.get("team_reviewers", []))
+        users = body.get("reviewers", [])
+        if self.collaborators is not None and any(u not in self.collaborators for u in users):
+            return (
+                422,
+                {},
+                {
+                    "message": "Reviews may only be requested from collaborators. One or more of the "
+                    f"users or teams you specified is not a collaborator of the {self.repository} "
+                    "repository."
+                },
+            )
+        pull.reviewers.extend(u for u in users if u not in pull.reviewers)
+        pull.team_reviewers.extend(
+            t for t in body.get("team_reviewers", []) if t not in pull.team_reviewers
+        )
         return 201, {}, self._json(pull, full=False)
 
     def _labels(self, owner: str, repo: str, number: str, *, query: Any, body: Any) -> Answer:
         pull = self.pulls.get(int(number))
         if pull is None or not self._repo_matches(owner, repo):
             return 404, {}, {"message": "Not Found"}
-        # The documented body is {"labels": [...]}; a bare array of names is accepted as well.
-        names = body if isinstance(body, list) else body.get("labels", [])
+        # GitHub documents several bodies; the engine sends (and the fake accepts) the object one.
+        if not isinstance(body, dict) or not isinstance(body.get("labels"), list):
+            self.bad_requests.append(f"POST labels: {body!r} is not {{'labels': [...]}}")
+            return 422, {}, {"message": 'Invalid request: labels must be {"labels": [...]}'}
+        names = body["labels"]
         pull.labels.extend(n for n in names if n not in pull.labels)
         return 200, {}, [{"name": n} for n in pull.labels]
 
@@ -398,6 +541,7 @@ class FakeGitLab(FakeForge):
             "state": self._state(pull),
             "source_branch": pull.head,
             "target_branch": pull.base,
+            "sha": self.branch_head(pull),
             "web_url": f"{self.root_url}/{self.repository}/-/merge_requests/{pull.number}",
             "merge_commit_sha": pull.merge_commit_sha,
             "squash_commit_sha": None,
@@ -468,6 +612,13 @@ class FakeGitLab(FakeForge):
             return 404, {}, {"message": "404 Not found"}
         pull.title = body.get("title", pull.title)
         pull.body = body.get("description", pull.body)
+        added = body.get("add_labels", "")
+        pull.labels.extend(n for n in (added.split(",") if added else []) if n not in pull.labels)
+        if "reviewer_ids" in body:
+            ids = [int(i) for i in body["reviewer_ids"]]
+            self.reviewer_ids[pull.number] = ids
+            by_id = {uid: name for name, uid in self.users.items()}
+            pull.reviewers = [by_id[i] for i in ids if i in by_id]
         return 200, {}, self._json(pull)
 
     def _merge_endpoint(self, project: str, iid: str, *, query: Any, body: Any) -> Answer:
@@ -476,6 +627,9 @@ class FakeGitLab(FakeForge):
             return 404, {}, {"message": "404 Not found"}
         if pull.state != "open":
             return 405, {}, {"message": "405 Method Not Allowed"}
+        sha = body.get("sha") or query.get("sha", [None])[0]
+        if sha is not None and sha != self.branch_head(pull):
+            return 409, {}, {"message": "SHA does not match HEAD of source branch"}
         self._merge(pull)
         return 200, {}, self._json(pull)
 
@@ -504,6 +658,7 @@ class FakeGitea(FakeForge):
             ("GET", rf"{repo}/pulls/(\d+)", self._get),
             ("PATCH", rf"{repo}/pulls/(\d+)", self._edit),
             ("POST", rf"{repo}/pulls/(\d+)/merge", self._merge_endpoint),
+            ("GET", rf"{repo}/pulls/(\d+)/reviews", self._reviews),
             ("POST", rf"{repo}/pulls/(\d+)/requested_reviewers", self._reviewers),
             ("GET", rf"{repo}/labels", self._list_labels),
             ("POST", rf"{repo}/issues/(\d+)/labels", self._add_labels),
@@ -519,7 +674,7 @@ class FakeGitea(FakeForge):
             "merge_commit_sha": pull.merge_commit_sha,
             "title": pull.title,
             "body": pull.body,
-            "head": {"ref": pull.head, "label": pull.head, "sha": "0" * 40},
+            "head": {"ref": pull.head, "label": pull.head, "sha": self.branch_head(pull)},
             "base": {"ref": pull.base, "label": pull.base, "sha": "1" * 40},
             "labels": [{"id": self.repo_labels[n], "name": n} for n in pull.labels],
             "requested_reviewers": [{"login": login} for login in pull.reviewers],
@@ -573,6 +728,9 @@ class FakeGitea(FakeForge):
             return 404, {}, {"message": "pull request does not exist"}
         if pull.state != "open" or body.get("Do") not in ("merge", "rebase", "squash"):
             return 405, {}, {"message": "not mergeable"}
+        wanted = body.get("head_commit_id")
+        if wanted and wanted != self.branch_head(pull):
+            return 409, {}, {"message": "head out of date"}
         self._merge(pull)
         return 200, {}, None
 
@@ -580,9 +738,25 @@ class FakeGitea(FakeForge):
         pull = self._find(owner, repo, number)
         if pull is None:
             return 404, {}, {"message": "pull request does not exist"}
-        pull.reviewers.extend(body.get("reviewers") or [])
-        pull.team_reviewers.extend(body.get("team_reviewers") or [])
+        pull.reviewers.extend(u for u in body.get("reviewers") or [] if u not in pull.reviewers)
+        pull.team_reviewers.extend(
+            t for t in body.get("team_reviewers") or [] if t not in pull.team_reviewers
+        )
         return 201, {}, [{"id": i, "state": "REQUEST_REVIEW"} for i, _ in enumerate(pull.reviewers)]
+
+    def _reviews(self, owner: str, repo: str, number: str, *, query: Any, body: Any) -> Answer:
+        pull = self._find(owner, repo, number)
+        if pull is None:
+            return 404, {}, {"message": "pull request does not exist"}
+        # Gitea lists pending review requests among the reviews, with state REQUEST_REVIEW.
+        reviews = [
+            {"id": i + 1, "user": {"login": login}, "state": "REQUEST_REVIEW"}
+            for i, login in enumerate(pull.reviewers)
+        ] + [
+            {"id": 100 + i, "user": {"login": login}, "state": "APPROVED"}
+            for i, login in enumerate(pull.reviews)
+        ]
+        return 200, {}, self._page(reviews, query)
 
     def _list_labels(self, owner: str, repo: str, *, query: Any, body: Any) -> Answer:
         if not self._repo_matches(owner, repo):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -92,5 +93,12 @@ def test_render_json() -> None:
         "weights": "v1=100,v2=0",
         "commit": "c" * 40,
         "reason": "slow",
+        "replaced": False,
+        "source": "commit",
     }
     assert json.loads(render_history_json([])) == []
+
+
+def test_a_replaced_proposal_is_marked_in_the_text() -> None:
+    replaced = dataclasses.replace(ENTRIES[0], replaced=True)
+    assert "advance (replaced proposal)" in render_history_text([replaced])

@@ -138,9 +138,25 @@ def test_the_body_holds_reason_evidence_next_step_and_chart(
 
 
 def test_the_body_names_argo_cd_and_auto_merge_when_the_policy_does() -> None:
-    body = pull_request_body(text(argocd_application="argocd/fraud-detector", auto_merge=True), [])
+    body = pull_request_body(
+        text(argocd_application="argocd/fraud-detector", argocd_gated=True, auto_merge=True), []
+    )
     assert "once Argo CD Application argocd/fraud-detector has synced the merge" in body
     assert "(`autoMerge`): the engine merges it itself" in body
+
+
+def test_without_cluster_access_the_body_does_not_promise_to_wait_for_argo_cd() -> None:
+    body = pull_request_body(text(argocd_application="argocd/fraud-detector"), [])
+    assert "has synced the merge" not in body
+    assert "measured from the merge (the engine has no cluster access" in body
+    assert "does not wait for Argo CD Application argocd/fraud-detector" in body
+
+
+def test_the_next_move_comes_in_a_new_pull_request_after_the_merge() -> None:
+    body = pull_request_body(text(ADVANCE), [])
+    assert "proposes the next move here" not in body
+    assert "opens a new pull request for the next move" in body
+    assert "updates this pull request instead" in body
 
 
 def test_a_release_without_objectives_says_so_instead_of_an_empty_table() -> None:

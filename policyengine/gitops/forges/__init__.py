@@ -9,7 +9,7 @@ from typing import Literal
 from policyengine.errors import ForgeError
 from policyengine.gitops.forges.backoff import DEFAULT_RETRY, RetryPolicy
 from policyengine.gitops.forges.base import Forge, PullRequest, PullRequestState, open_or_update
-from policyengine.gitops.forges.token import TOKEN_ENV, TOKEN_FILE_ENV, load_token
+from policyengine.gitops.forges.token import TOKEN_ENV, TOKEN_FILE_ENV, load_token, redact_token
 
 ForgeKind = Literal["github", "gitlab", "gitea", "forgejo"]
 FORGE_KINDS: tuple[str, ...] = ("github", "gitlab", "gitea", "forgejo")
@@ -26,6 +26,7 @@ __all__ = [
     "forge_from_url",
     "load_token",
     "open_or_update",
+    "redact_token",
 ]
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from policyengine.errors import ForgeError
+from policyengine.errors import ForgeError, ForgeUnreachableError
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +133,14 @@ class Backoff:
                 delay = retry_delay(failure, attempt, self.policy, self.clock())
                 if delay is None:
                     raise ForgeError(f"{what} failed: {failure.describe()}") from exc
+                # A transient failure that outlasts the retries is an outage (exit 3), not a
+                # refusal of what the engine asked (exit 1).
                 if attempt >= self.policy.max_attempts:
-                    raise ForgeError(
+                    raise ForgeUnreachableError(
                         f"{what} failed after {attempt} attempts: {failure.describe()}"
                     ) from exc
                 if delay > self.policy.max_delay:
-                    raise ForgeError(
+                    raise ForgeUnreachableError(
                         f"{what} failed: rate limited for {delay:.0f}s more, longer than the "
                         f"{self.policy.max_delay:.0f}s the engine waits ({failure.describe()})"
                     ) from exc

@@ -1,7 +1,8 @@
 """Gitea and Forgejo pull requests through their REST API v1 (requests), with the engine's backoff.
 
 Endpoints used: GET/POST /repos/{owner}/{repo}/pulls (the list with state=, page=, limit=),
-GET/PATCH /repos/{owner}/{repo}/pulls/{index}, POST /repos/{owner}/{repo}/pulls/{index}/merge,
+GET/PATCH /repos/{owner}/{repo}/pulls/{index}, POST /repos/{owner}/{repo}/pulls/{index}/merge (with
+`head_commit_id`, the head decided on), GET /repos/{owner}/{repo}/pulls/{index}/reviews,
 POST /repos/{owner}/{repo}/pulls/{index}/requested_reviewers, GET /repos/{owner}/{repo}/labels,
 POST /repos/{owner}/{repo}/issues/{index}/labels.
 """
@@ -15,9 +16,15 @@ from urllib.parse import quote
 
 import requests
 
-from policyengine.errors import ForgeError
+from policyengine.errors import ForgeConflictError, ForgeError
 from policyengine.gitops.forges.backoff import DEFAULT_RETRY, Backoff, HttpFailure, RetryPolicy
-from policyengine.gitops.forges.base import PullRequest, PullRequestState
+from policyengine.gitops.forges.base import (
+    PullRequest,
+    PullRequestState,
+    missing_labels,
+    missing_reviewers,
+    request_reviews,
+)
 
 PAGE_SIZE = 50  # Gitea caps `limit` at its MAX_RESPONSE_ITEMS (50 by default)
 
@@ -38,6 +45,11 @@ def _classify(exc: Exception) -> HttpFailure | None:
     return None
 
 
+def _status_of(error: ForgeError) -> int | None:
+    cause = error.__cause__
+    return cause.failure.status if isinstance(cause, GiteaHttpError) else None
+
+
 def _pull_request_from(pull: Mapping[str, Any]) -> PullRequest:
     if pull.get("merged"):
         state = PullRequestState.MERGED
@@ -54,6 +66,12 @@ def _pull_request_from(pull: Mapping[str, Any]) -> PullRequest:
         title=str(pull.get("title", "")),
         body=str(pull.get("body") or ""),
         merge_commit=pull.get("merge_commit_sha") if state is PullRequestState.MERGED else None,
+        head_sha=str(pull["head"].get("sha") or ""),
+        labels=tuple(str(label.get("name", "")) for label in pull.get("labels") or ()),
+        reviewers=tuple(
+            [str(user.get("login", "")) for user in pull.get("requested_reviewers") or ()]
+            + [str(team.get("name", "")) for team in pull.get("requested_reviewers_teams") or ()]
+        ),
     )
 
 
@@ -156,42 +174,50 @@ class GiteaForge:
             )
         return [by_name[n] for n in names]
 
-    def open_pull_request(
-        self,
-        head: str,
-        base: str,
-        title: str,
-        body: str,
-        labels: Sequence[str],
-        reviewers: Sequence[str],
-    ) -> PullRequest:
-        label_ids = self._label_ids(labels) if labels else []
+    def open_pull_request(self, head: str, base: str, title: str, body: str) -> PullRequest:
         created = self._backoff.call(
             f"opening a pull request from {head}",
             lambda: self._request(
                 "POST", "/pulls", json={"head": head, "base": base, "title": title, "body": body}
             ),
         )
-        number = int(created["number"])
-        if label_ids:
+        return _pull_request_from(created)
+
+    def complete_pull_request(
+        self, pull: PullRequest, labels: Sequence[str], reviewers: Sequence[str]
+    ) -> tuple[str, ...]:
+        number = pull.number
+        wanted_labels = missing_labels(pull, labels)
+        if wanted_labels:
+            label_ids = self._label_ids(wanted_labels)
             self._backoff.call(
                 f"labelling pull request #{number}",
                 lambda: self._request(
                     "POST", f"/issues/{number}/labels", json={"labels": label_ids}
                 ),
             )
-        users = [r for r in reviewers if "/" not in r]
-        teams = [r.split("/", 1)[1] for r in reviewers if "/" in r]
-        if users or teams:
+        wanted = missing_reviewers(pull, reviewers)
+        if not wanted:
+            return ()
+        reviews = self._pages(f"listing reviews of #{number}", f"/pulls/{number}/reviews", {})
+        # A submitted review ends the requests (Gitea lists pending requests as reviews too).
+        if any(r.get("state") != "REQUEST_REVIEW" for r in reviews):
+            return ()
+
+        def ask(names: Sequence[str]) -> None:
             self._backoff.call(
                 f"requesting reviews on pull request #{number}",
                 lambda: self._request(
                     "POST",
                     f"/pulls/{number}/requested_reviewers",
-                    json={"reviewers": users, "team_reviewers": teams},
+                    json={
+                        "reviewers": [r for r in names if "/" not in r],
+                        "team_reviewers": [r.split("/", 1)[1] for r in names if "/" in r],
+                    },
                 ),
             )
-        return _pull_request_from(created)
+
+        return request_reviews(ask, wanted, lambda error: _status_of(error) == 422)
 
     def update_pull_request(self, number: int, title: str, body: str) -> PullRequest:
         updated = self._backoff.call(
@@ -208,8 +234,18 @@ class GiteaForge:
             )
         )
 
-    def merge(self, number: int) -> None:
-        self._backoff.call(
-            f"merging pull request #{number}",
-            lambda: self._request("POST", f"/pulls/{number}/merge", json={"Do": "merge"}),
-        )
+    def merge(self, number: int, sha: str) -> None:
+        try:
+            self._backoff.call(
+                f"merging pull request #{number}",
+                lambda: self._request(
+                    "POST", f"/pulls/{number}/merge", json={"Do": "merge", "head_commit_id": sha}
+                ),
+            )
+        except ForgeError as error:
+            if _status_of(error) == 409:
+                raise ForgeConflictError(
+                    f"pull request #{number} not merged: its head is no longer {sha[:12]}, the "
+                    f"commit the engine decided on ({error})"
+                ) from error
+            raise

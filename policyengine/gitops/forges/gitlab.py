@@ -2,7 +2,8 @@
 
 REST endpoints used (API v4): GET/POST /projects/:id/merge_requests (the list with state=,
 source_branch=, target_branch=, order_by=, sort=),
-GET/PUT /projects/:id/merge_requests/:iid, PUT /projects/:id/merge_requests/:iid/merge,
+GET/PUT /projects/:id/merge_requests/:iid (labels added with `add_labels`, reviewers as
+`reviewer_ids`), PUT /projects/:id/merge_requests/:iid/merge (with `sha`, the head decided on),
 GET /users?username=… (reviewers are user ids in the merge-request API).
 """
 
@@ -16,9 +17,14 @@ import gitlab
 import requests
 from gitlab.exceptions import GitlabError
 
-from policyengine.errors import ForgeError
+from policyengine.errors import ForgeConflictError, ForgeError
 from policyengine.gitops.forges.backoff import DEFAULT_RETRY, Backoff, HttpFailure, RetryPolicy
-from policyengine.gitops.forges.base import PullRequest, PullRequestState
+from policyengine.gitops.forges.base import (
+    PullRequest,
+    PullRequestState,
+    missing_labels,
+    missing_reviewers,
+)
 
 DEFAULT_URL = "https://gitlab.com"
 
@@ -49,6 +55,12 @@ def _pull_request_from(mr: Mapping[str, Any]) -> PullRequest:
         merge_commit=(mr.get("merge_commit_sha") or mr.get("squash_commit_sha"))
         if merged
         else None,
+        head_sha=str(mr.get("sha") or ""),
+        labels=tuple(
+            str(label.get("name", "") if isinstance(label, Mapping) else label)
+            for label in mr.get("labels") or ()
+        ),
+        reviewers=tuple(str(user.get("username", "")) for user in mr.get("reviewers") or ()),
     )
 
 
@@ -144,32 +156,53 @@ class GitLabForge:
                 return int(user.attributes["id"])
         raise ForgeError(f"GitLab has no user {username!r} to request a review from")
 
-    def open_pull_request(
-        self,
-        head: str,
-        base: str,
-        title: str,
-        body: str,
-        labels: Sequence[str],
-        reviewers: Sequence[str],
-    ) -> PullRequest:
-        # Reviewers are resolved first so that an unknown name fails before anything is created.
-        reviewer_ids = [self._user_id(name) for name in reviewers]
+    def open_pull_request(self, head: str, base: str, title: str, body: str) -> PullRequest:
         data: dict[str, Any] = {
             "source_branch": head,
             "target_branch": base,
             "title": title,
             "description": body,
         }
-        if labels:
-            data["labels"] = ",".join(labels)
-        if reviewer_ids:
-            data["reviewer_ids"] = reviewer_ids
         created = self._backoff.call(
             f"opening a merge request from {head}",
             lambda: self._project.mergerequests.create(data, **_ENGINE_RETRIES),
         )
         return _pull_request_from(created.attributes)
+
+    def complete_pull_request(
+        self, pull: PullRequest, labels: Sequence[str], reviewers: Sequence[str]
+    ) -> tuple[str, ...]:
+        number = pull.number
+        data: dict[str, Any] = {}
+        wanted_labels = missing_labels(pull, labels)
+        if wanted_labels:
+            data["add_labels"] = ",".join(wanted_labels)
+        warnings: list[str] = []
+        wanted = missing_reviewers(pull, reviewers)
+        if wanted:
+            # GitLab keeps reviewers on the merge request after they review: whoever is missing
+            # was never added. reviewer_ids replaces the list, so the current ones are kept.
+            current = self._backoff.call(
+                f"reading merge request !{number}",
+                lambda: self._project.mergerequests.get(number, **_ENGINE_RETRIES),
+            )
+            ids = [int(user["id"]) for user in current.attributes.get("reviewers") or ()]
+            added = []
+            for name in wanted:
+                try:
+                    added.append(self._user_id(name))
+                except ForgeError as error:
+                    if error.exit_code == 3:
+                        raise
+                    warnings.append(f"review request for {name} refused: {error}")
+            if added:
+                data["reviewer_ids"] = ids + [i for i in added if i not in ids]
+        if data:
+            self._backoff.call(
+                f"labelling merge request !{number} and requesting reviews",
+                lambda: self._project.mergerequests.update(number, data, **_ENGINE_RETRIES),
+            )
+        return tuple(warnings)
 
     def update_pull_request(self, number: int, title: str, body: str) -> PullRequest:
         updated = self._backoff.call(
@@ -187,8 +220,18 @@ class GitLabForge:
         )
         return _pull_request_from(mr.attributes)
 
-    def merge(self, number: int) -> None:
-        self._backoff.call(
-            f"merging merge request !{number}",
-            lambda: self._project.mergerequests.get(number, lazy=True).merge(**_ENGINE_RETRIES),
-        )
+    def merge(self, number: int, sha: str) -> None:
+        path = f"{self._project.mergerequests.path}/{number}/merge"
+        try:
+            self._backoff.call(
+                f"merging merge request !{number}",
+                lambda: self._gitlab.http_put(path, post_data={"sha": sha}, **_ENGINE_RETRIES),
+            )
+        except ForgeError as error:
+            cause = error.__cause__
+            if isinstance(cause, GitlabError) and cause.response_code == 409:
+                raise ForgeConflictError(
+                    f"merge request !{number} not merged: its head is no longer {sha[:12]}, the "
+                    f"commit the engine decided on ({error})"
+                ) from error
+            raise

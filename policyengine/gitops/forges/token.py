@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,3 +30,21 @@ def load_token(environ: Mapping[str, str] | None = None) -> str:
     if not token:
         raise ForgeError(f"the forge token file {path} is empty")
     return token
+
+
+_CREDENTIAL_HEADER = re.compile(r"(?i)\b(token|bearer|basic|private-token:?)\s+[^\s'\",;]+")
+
+
+def redact_token(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """The text with the forge token and any `token X` / `Bearer X` credential blanked out.
+
+    For the messages of exceptions the engine did not raise itself (a client library's), which
+    may quote a request's headers.
+    """
+    try:
+        token = load_token(environ)
+    except ForgeError:
+        token = ""
+    if token:
+        text = text.replace(token, "***")
+    return _CREDENTIAL_HEADER.sub(lambda m: f"{m.group(1)} ***", text)
