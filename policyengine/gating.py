@@ -80,6 +80,7 @@ def combine(first: PolicyGate, second: PolicyGate) -> PolicyGate:
     starts = [s for s in (first.step_started_at, second.step_started_at) if s is not None]
     unreachable = [u for u in (first.unreachable, second.unreachable) if u]
     evidence = "\n".join(e for e in (first.evidence, second.evidence) if e)
+    errors = [e for e in (first.error, second.error) if e]
     return PolicyGate(
         hold="; ".join(holds) or None,
         rollback=first.rollback or second.rollback,
@@ -89,4 +90,5 @@ def combine(first: PolicyGate, second: PolicyGate) -> PolicyGate:
         unreachable="; ".join(unreachable) or None,
         evidence=evidence,
         extra=first.extra + second.extra,
+        error="; ".join(errors) or None,
     )
