@@ -86,6 +86,7 @@ class LeaseState:
     seen: dict[str, _Seen] = field(default_factory=dict)
     in_use: frozenset[int] = frozenset()
     ticks: int = 0
+    last_good_tick: float | None = None  # local monotonic time the last round succeeded
 
 
 class LeaseApi:
@@ -237,6 +238,7 @@ class ShardLeaser:
                 shard_leases[lease["name"]] = lease
         if self._member not in members:
             members.append(self._member)
+        self.state.last_good_tick = now
         target = math.ceil(s.shards / len(members))
         with self._lock:
             self.state.ticks += 1
@@ -439,6 +441,10 @@ class ShardLeaser:
     def end_pass(self) -> None:
         with self._lock:
             self.state.in_use = frozenset()
+
+    def participating(self) -> bool:
+        last = self.state.last_good_tick
+        return last is not None and self._clock() - last < self.settings.duration
 
     def may_push(self, keys: Sequence[str]) -> bool:
         """The fence: every shard of `keys` renewed recently and still ours on the API server."""

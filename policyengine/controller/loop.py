@@ -31,6 +31,9 @@ class ScopeSource(Protocol):
     def end_pass(self) -> None:
         """The pass ended: shards it used may be released again."""
 
+    def participating(self) -> bool:
+        """The replica takes part: its last round with the Lease API succeeded recently."""
+
 
 class PassListener(Protocol):
     def on_pass(self, result: PassResult, now: datetime) -> None: ...
@@ -46,6 +49,7 @@ class LoopState:
     last_error: str | None = None
     in_pass_since: float | None = None
     stopping: bool = False
+    standby: bool = False  # sharded, holding no shard: nothing to reconcile, ready to take over
 
 
 class Controller:
@@ -115,8 +119,10 @@ class Controller:
             scope = self._scopes.begin_pass()
             if scope is None:
                 self._scopes.end_pass()
+                self.state.standby = True
                 log.info("no shard held: skipping the pass")
                 return None
+            self.state.standby = False
         started = self._clock()
         self.state.in_pass_since = started
         result: PassResult | None = None
@@ -173,9 +179,13 @@ class Controller:
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
-        """Ready once a pass has completed, and until the process is asked to stop."""
+        """Ready once a pass has completed (or, sharded, once it takes part in the Leases while
+        holding no shard: a standby must be ready, or a rolling update would wait for it while
+        the old pod keeps the Lease), and until the process is asked to stop."""
         if self.state.stopping:
             return False, "stopping"
-        if self.state.passes == 0:
+        if self._scopes is not None and not self._scopes.participating():
+            return False, "not taking part in the shard Leases (the Lease API is unreachable)"
+        if self.state.passes == 0 and not self.state.standby:
             return False, self.state.last_error or "the first pass has not completed yet"
-        return True, "ok"
+        return True, "ok" if not self.state.standby else "ok (standby: no shard held)"

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from policyengine.controller.leases import LeaseApi, LeaseSettings, ShardLeaser, micro_time
+from policyengine.controller.loop import Controller
 from policyengine.controller.shards import shard_of
+from policyengine.reconciler import Engine, EngineSettings
 from tests.support.fake_leases import lease_client, running_lease_api
+from tests.support.release_repos import ReleaseRepo, modelmesh_baseline_files
 
 
 def _lease(name: str, holder: str, resource_version: str | None = None) -> dict[str, object]:
@@ -110,3 +114,44 @@ def test_a_replica_whose_renewals_stop_is_fenced_before_anyone_takes_over() -> N
         # After duration - renew period (1.75 s) the fence says no, even with nobody else around.
         assert _wait_for(lambda: not scope.may_push(["a/b"]), 3)
         assert fake.holders("policyengine-shard-") == {"policyengine-shard-0-of-1": "lonely"}
+
+
+def test_a_standby_replica_is_ready_and_takes_over_when_the_holder_hands_back(
+    tmp_path: Path,
+) -> None:
+    """One shard, two replicas (a rolling update): the new pod must be ready while the old one
+    holds the Lease, or the update would wait forever; it reconciles once the old one leaves."""
+    repo = ReleaseRepo.create(tmp_path, modelmesh_baseline_files())
+    with running_lease_api() as fake:
+        old, new = (_leaser(fake.url, name, shards=1) for name in ("old", "new"))
+        controllers = {
+            leaser.settings.identity: Controller(
+                Engine(
+                    EngineSettings(
+                        repo=str(repo.remote), cache_dir=tmp_path / leaser.settings.identity
+                    )
+                ),
+                3600,
+                scopes=leaser,
+            )
+            for leaser in (old, new)
+        }
+        old.start()
+        assert _wait_for(lambda: old.held_shards() == {0}, 5)
+        new.start()
+        try:
+            assert _wait_for(new.participating, 5)
+            assert controllers["old"].run_pass() is not None
+            assert controllers["new"].run_pass() is None  # nothing held: no pass
+            assert controllers["old"].ready() == (True, "ok")
+            assert controllers["new"].ready() == (True, "ok (standby: no shard held)")
+            old.stop(release=True)  # SIGTERM on the old pod
+            assert _wait_for(lambda: new.held_shards() == {0}, 5)
+            assert controllers["new"].run_pass() is not None
+            assert controllers["new"].ready() == (True, "ok")
+        finally:
+            new.stop()
+        # The Lease API gone: a replica cut off from it stops being ready.
+        cut_off = _leaser("http://127.0.0.1:9", "cut-off", shards=1)
+        controller = Controller(controllers["new"].engine, 3600, scopes=cut_off)
+        assert controller.ready()[0] is False

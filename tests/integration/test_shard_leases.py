@@ -142,6 +142,9 @@ class FreezableScopes:
     def end_pass(self) -> None:
         self.leaser.end_pass()
 
+    def participating(self) -> bool:
+        return self.leaser.participating()
+
 
 @dataclass
 class Replica:
