@@ -98,7 +98,13 @@ def _handler_class(server: ControllerServer) -> type[BaseHTTPRequestHandler]:
             if not path.startswith("/webhooks/") or forge not in FORGES:
                 self._send(404, b"not found\n")
                 return
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                self._send(400, b"bad Content-Length\n")
+                return
             if length > MAX_BODY:
                 controller.metrics.webhooks.labels(forge=forge, result="too-large").inc()
                 self._send(413, b"payload too large\n")
