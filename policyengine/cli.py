@@ -26,11 +26,13 @@ from policyengine.gitops.forges import FORGE_KINDS
 from policyengine.gitops.history import release_history, render_history_json, render_history_text
 from policyengine.gitops.pullrequests import FORGE_ENV, FORGE_REPO_ENV, FORGE_URL_ENV, WriteMode
 from policyengine.gitops.signing import ALLOWED_SIGNERS_ENV, SIGNING_KEY_ENV
+from policyengine.gitops.status import parse_status
 from policyengine.plan_output import plan_json, plan_markdown, plan_text
 from policyengine.policy.duration import parse_duration
 from policyengine.policy.loader import find_repository_root, load_tree
 from policyengine.policy.validation import check_repository
 from policyengine.reconciler import Engine, EngineSettings, PassPlan, PassResult
+from policyengine.routekey import SEED_KEY, parse_weights, release_seed, route_key
 
 
 class EngineGroup(click.Group):
@@ -597,6 +599,52 @@ def history(
     entries = release_history(engine.workspace.root, branch, policy)
     render = render_history_json if output == "json" else render_history_text
     click.echo(render(entries), nl=False)
+
+
+@main.command("route-key")
+@click.argument("keys", nargs=-1, required=True)
+@click.option(
+    "--status",
+    "status_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A release status file (.policyengine/status/NS/NAME.yaml): its weights and seed.",
+)
+@click.option("--weights", help="Weights instead of a status file, as v1=90,v2=10.")
+@click.option("--seed", help="Seed instead of a status file (its extra.routeSeed).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def route_key_command(
+    keys: tuple[str, ...],
+    status_file: Path | None,
+    weights: str | None,
+    seed: str | None,
+    output: str,
+) -> None:
+    """The version that serves each user KEY (sticky A/B/n assignment, proportional to weights).
+
+    Send the answer in the x-policyengine-version header: the routers' pin routes keep the user
+    on that version.
+    """
+    if status_file is not None:
+        status = parse_status(status_file.read_text(encoding="utf-8"))
+        split = {name: float(weight) for name, weight in status.split.weights}
+        seed = seed or status.extra.get(SEED_KEY) or release_seed(status.release_id)
+    elif weights is not None and seed is not None:
+        try:
+            split = parse_weights(weights)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--weights") from error
+    else:
+        raise click.UsageError("give --status FILE, or --weights and --seed")
+    if weights is not None and status_file is not None:
+        split = parse_weights(weights)
+    if not any(weight > 0 for weight in split.values()):
+        raise click.BadParameter("no version has a positive weight", param_hint="--weights")
+    assigned = {key: route_key(key, split, seed) for key in keys}
+    if output == "json":
+        click.echo(json.dumps(assigned, indent=2))
+    else:
+        for key, version in assigned.items():
+            click.echo(f"{key}\t{version}")
 
 
 # -- the demo ------------------------------------------------------------------------------

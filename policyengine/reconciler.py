@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from policyengine.analysis.assessment import assess
 from policyengine.analysis.observations import DataStatus, Observations
+from policyengine.analysis.rewards import with_rewards
 from policyengine.analysis.verdict import NO_OBJECTIVES, Assessment
 from policyengine.cache import DocumentCache
 from policyengine.documents import find_document, load_documents
@@ -254,7 +255,8 @@ def _observe(
     """Metrics of every policy that is releasing, batched: one query per template per provider."""
     needs_by_provider: dict[str, tuple[MetricsProvider, list[MetricNeed]]] = {}
     for item in loaded:
-        if item.key not in observed or not item.policy.spec.objectives:
+        spec = item.policy.spec
+        if item.key not in observed or not (spec.objectives or spec.rewards):
             continue
         status, _ = observed[item.key]
         if status.phase is not Phase.PROGRESSING or item.policy.spec.paused:
@@ -291,7 +293,7 @@ def _plan_policy(
     unreachable = gate.unreachable
     measured = gate.measures(status)
     if (
-        policy.spec.objectives
+        (policy.spec.objectives or policy.spec.rewards)
         and status.phase is Phase.PROGRESSING
         and not policy.spec.paused
         and measured
@@ -301,6 +303,10 @@ def _plan_policy(
             traffic_status=DataStatus.NO_DATA, message="no metrics were collected"
         )
         assessment = assess(policy, metrics, observations, current, status.step_started_at, now)
+        if policy.spec.rewards and policy.spec.strategy.type == "abn":
+            assessment = with_rewards(
+                policy, assessment, observations, status.release_id, status.release_started_at, now
+            )
         if _is_unreachable(observations):
             unreachable = observations.message
     golden_evidence = ""

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # rewards.py reads verdicts; at run time the annotation stays a string
+    from policyengine.analysis.rewards import RewardAssessment
 
 
 class Verdict(StrEnum):
@@ -49,6 +53,8 @@ class Assessment:
     hold_reasons: tuple[str, ...] = ()
     # Requests seen per version in the current step (for minSamples).
     samples: dict[str, int] = field(default_factory=dict)
+    # A/B/n: the evidence on the reward (strategy abn only).
+    rewards: RewardAssessment | None = None
 
     @property
     def failed(self) -> tuple[ObjectiveResult, ...]:

@@ -106,7 +106,7 @@ def needs_of(
     metrics: Mapping[str, MetricTemplate],
     since: datetime,
 ) -> list[MetricNeed]:
-    """The needs of one policy: each objective's metric, and the request count for traffic."""
+    """The needs of one policy: each objective's and reward's metric, and the request count."""
     source = policy.spec.metrics
     if source is None or not metrics:
         return []
@@ -146,6 +146,11 @@ def needs_of(
         threshold = objective.threshold if template.type == "histogram" else None
         wanted = need(objective.metric, template, threshold, traffic=False)
         needs.setdefault(wanted.observation_key, wanted)
+    for reward in policy.spec.rewards:
+        template = metrics.get(reward.metric)
+        if template is not None and template.type == "proportion":
+            wanted = need(reward.metric, template, None, traffic=False)
+            needs.setdefault(wanted.observation_key, wanted)
     traffic_metric = _traffic_metric(metrics)
     if traffic_metric is not None:
         needs["\0traffic"] = need(traffic_metric, metrics[traffic_metric], None, traffic=True)

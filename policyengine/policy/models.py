@@ -243,8 +243,78 @@ class MirrorStrategy(Model):
     )
 
 
+class AbnStrategy(Model):
+    type: Literal["abn"] = Field(
+        description=(
+            "A/B/n: every version serves live traffic, traffic learns which one earns the best "
+            "reward (spec.rewards), and a winner is declared on evidence (docs/abn.md)."
+        )
+    )
+    allocation: Literal["fixed", "thompson", "topTwoThompson"] = Field(
+        default="thompson",
+        description=(
+            "How traffic moves between passes: fixed (an even split throughout), thompson (each "
+            "version's share follows its probability of being best) or topTwoThompson (shares "
+            "follow the top-two Thompson sampling probabilities: faster to a winner, more regret)."
+        ),
+    )
+    floor: int = Field(
+        default=5,
+        ge=0,
+        le=50,
+        description="Minimum weight (%) of every live version, so no version stops learning.",
+    )
+    holdout: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description=(
+            "Minimum weight (%) of the baseline, so that winner − baseline keeps being measured."
+        ),
+    )
+    max_change: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Largest change of any version's weight (percentage points) in one pass.",
+    )
+    winner_probability: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1,
+        description="Posterior probability of being best that a winner needs.",
+    )
+    max_expected_loss: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Largest expected loss of choosing the winner, in the reward's unit (0.0005 = 0.05 "
+            "percentage points of a rate); default: 1 % of the baseline's reward."
+        ),
+    )
+    min_duration: Duration = Field(
+        default="30m", description="No winner is declared before the experiment has run this long."
+    )
+    sticky_users: bool = Field(
+        default=False,
+        description=(
+            "Pin users: the router adds one route per serving version that matches the "
+            "x-policyengine-version request header (set by an edge service from "
+            "`policyengine route-key`), ahead of the weighted route (istio, istio-modelmesh, "
+            "gatewayapi)."
+        ),
+    )
+    on_winner: Literal["promote", "propose"] = Field(
+        default="promote",
+        description=(
+            "promote: the winner gets 100 % in a commit; propose: the winner's 100 % is written "
+            "as a pull request for a person to merge (whatever writeBack.mode says)."
+        ),
+    )
+
+
 Strategy = Annotated[
-    CanaryStrategy | BlueGreenStrategy | MirrorStrategy, Field(discriminator="type")
+    CanaryStrategy | BlueGreenStrategy | MirrorStrategy | AbnStrategy, Field(discriminator="type")
 ]
 
 
@@ -308,6 +378,15 @@ class Reward(Model):
     )
     direction: Literal["maximize", "minimize"] = Field(
         default="maximize", description="Whether more or less of the metric is better."
+    )
+    type: Literal["rate", "mean"] = Field(
+        default="rate",
+        description=(
+            "rate: events per request, from a proportion metric whose events and total are two "
+            "counters (recommendations accepted / served); mean: a value per request, from a "
+            "proportion metric whose events is the _sum and total the _count counter (revenue "
+            "per request)."
+        ),
     )
 
 
@@ -516,14 +595,17 @@ class ReleasePolicySpec(Model):
         min_length=2,
         description="Exactly one baseline and one or more candidates.",
     )
-    strategy: Strategy = Field(description="canary, blueGreen or mirror.")
+    strategy: Strategy = Field(description="canary, blueGreen, mirror or abn.")
     objectives: list[Objective] = Field(
         default_factory=list,
         description="Guardrails; without any, the release progresses on time alone.",
     )
     rewards: list[Reward] = Field(
         default_factory=list,
-        description="Business metrics for A/B/n tests (reserved: recorded, not yet acted upon).",
+        description=(
+            "Business metrics of an A/B/n test (strategy abn): the first is maximised (or "
+            "minimised) among the versions that meet every objective; the others are reported."
+        ),
     )
     on_inconclusive: InconclusiveAction = Field(
         default="hold",

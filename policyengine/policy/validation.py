@@ -395,7 +395,34 @@ def _strategy_problems(policy: ReleasePolicy) -> list[FieldProblem]:
             FieldProblem(
                 where,
                 f"a {strategy.type} release takes exactly one candidate, found "
-                f"{len(candidates)} (A/B/n releases with several candidates come later)",
+                f"{len(candidates)} (use strategy abn for several candidates)",
+            )
+        )
+    if strategy.type == "abn":
+        problems.extend(_abn_problems(policy))
+    return problems
+
+
+def _abn_problems(policy: ReleasePolicy) -> list[FieldProblem]:
+    """An A/B/n test needs a reward to maximise, and room for every version's minimum weight."""
+    strategy = policy.spec.strategy
+    assert strategy.type == "abn"
+    problems = []
+    if not policy.spec.rewards:
+        problems.append(
+            FieldProblem(
+                ("spec", "rewards"),
+                "strategy abn needs at least one reward (the business metric it maximises)",
+            )
+        )
+    versions = len(policy.spec.versions)
+    needed = strategy.floor * (versions - 1) + max(strategy.floor, strategy.holdout)
+    if needed > 100:
+        problems.append(
+            FieldProblem(
+                ("spec", "strategy", "floor"),
+                f"floor {strategy.floor} % for {versions} versions and holdout "
+                f"{strategy.holdout} % for the baseline need {needed} % of traffic (at most 100)",
             )
         )
     return problems
@@ -569,6 +596,15 @@ def _metric_problems(
         if reward.metric not in metrics:
             problems.append(
                 _unknown_metric(("spec", "rewards", index, "metric"), reward.metric, where, metrics)
+            )
+        elif metrics[reward.metric].type != "proportion":
+            problems.append(
+                FieldProblem(
+                    ("spec", "rewards", index, "metric"),
+                    f"reward {reward.metric!r} is a {metrics[reward.metric].type} metric; a reward "
+                    "needs a proportion metric (events and total: accepted and served, or a "
+                    "_sum and its _count)",
+                )
             )
     return problems
 

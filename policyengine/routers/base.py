@@ -17,6 +17,7 @@ from ruamel.yaml.tokens import CommentToken
 from policyengine.documents import describe
 from policyengine.errors import RenderError
 from policyengine.policy.models import ReleasePolicy, Version
+from policyengine.routekey import PIN_HEADER
 from policyengine.strategies.decision import TrafficSplit
 
 Node = Any
@@ -216,3 +217,34 @@ def write_weights(
                 item["weight"] = wanted[name]
         elif item["weight"] != wanted[name]:
             item["weight"] = wanted[name]
+
+
+def pins_wanted(policy: ReleasePolicy) -> bool:
+    """Whether the policy pins users to versions by header (A/B/n with stickyUsers)."""
+    strategy = policy.spec.strategy
+    return strategy.type == "abn" and strategy.sticky_users
+
+
+def pinned_version(route: Any) -> str | None:
+    """The version a sticky-user pin route (Istio http[] or Gateway API rules[]) matches, if any."""
+    matches = route.get("match") if "match" in route else route.get("matches")
+    if not isinstance(matches, list):
+        return None
+    for condition in matches:
+        headers = condition.get("headers") if isinstance(condition, dict) else None
+        if isinstance(headers, dict):  # Istio: {name: {exact: value}}
+            value = headers.get(PIN_HEADER)
+            if isinstance(value, dict) and isinstance(value.get("exact"), str):
+                return str(value["exact"])
+        if isinstance(headers, list):  # Gateway API: [{name, value, type}]
+            for header in headers:
+                if isinstance(header, dict) and str(header.get("name", "")).lower() == PIN_HEADER:
+                    return str(header.get("value"))
+    return None
+
+
+def pin_matches(matches: Any) -> CommentedSeq:
+    """The weighted route's match conditions, copied for a pin (one empty condition if none)."""
+    if isinstance(matches, list) and matches:
+        return CommentedSeq(plain_copy(m) for m in matches)
+    return CommentedSeq([CommentedMap()])

@@ -16,12 +16,16 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from policyengine.documents import describe
 from policyengine.errors import RenderError
 from policyengine.policy.models import ReleasePolicy, Version
+from policyengine.routekey import PIN_HEADER
 from policyengine.routers.base import (
     Node,
     append_item,
     check_split,
     insert_key,
     percentages,
+    pin_matches,
+    pinned_version,
+    pins_wanted,
     plain_copy,
     require_kind,
     split_of,
@@ -62,6 +66,44 @@ class GatewayAPIRouter:
         if self._weights(refs, matched, where) != wanted:
             self._write_weights(refs, matched, policy, wanted)
         self._write_mirror(rule, namespace, matched, refs, policy, split, where)
+        if pins_wanted(policy):
+            self._write_pins(document["spec"]["rules"], rule, refs, matched, policy, wanted)
+
+    # sticky users: one header-match rule per serving version (more header matches take
+    # precedence in Gateway API, whatever the order of the rules)
+
+    def _write_pins(
+        self,
+        rules: Node,
+        rule: Node,
+        refs: list[Node],
+        matched: dict[str, int | None],
+        policy: ReleasePolicy,
+        wanted: dict[str, int],
+    ) -> None:
+        existing = {
+            name: r
+            for r in rules
+            if isinstance(r, dict) and (name := pinned_version(r)) is not None
+        }
+        for name, pin in existing.items():
+            if wanted.get(name, 0) == 0:
+                rules.remove(pin)  # nobody is assigned there any more: pinned users fall through
+        base = rule.get("name") or policy.metadata.name
+        for version in policy.spec.versions:
+            index = matched.get(version.name)
+            if wanted[version.name] == 0 or version.name in existing or index is None:
+                continue
+            ref = plain_copy(refs[index])
+            ref.pop("weight", None)
+            pin = CommentedMap()
+            pin["name"] = f"{base}-pin-{version.name}"
+            pin["matches"] = pin_matches(rule.get("matches"))
+            for condition in pin["matches"]:
+                headers = condition.setdefault("headers", CommentedSeq())
+                headers.append(CommentedMap(type="Exact", name=PIN_HEADER, value=version.name))
+            pin["backendRefs"] = [ref]
+            rules.insert(rules.index(rule), pin)
 
     # finding the rule and the versions in it
 
@@ -80,6 +122,8 @@ class GatewayAPIRouter:
             names = ", ".join(repr(r.get("name")) for r in rules if r.get("name")) or "none"
             raise RenderError(f"{describe(route)}: no rule named {wanted!r} (named rules: {names})")
         for index, rule in enumerate(rules):
+            if pinned_version(rule):
+                continue  # a sticky-user pin, not the weighted rule
             refs = rule.get("backendRefs")
             if isinstance(refs, list) and any(
                 _is_version(ref, version, namespace)

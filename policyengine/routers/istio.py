@@ -14,12 +14,16 @@ from ruamel.yaml.comments import CommentedMap
 from policyengine.documents import describe
 from policyengine.errors import RenderError
 from policyengine.policy.models import ReleasePolicy, Version
+from policyengine.routekey import PIN_HEADER
 from policyengine.routers.base import (
     Node,
     append_item,
     check_split,
     insert_after,
     number_value,
+    pin_matches,
+    pinned_version,
+    pins_wanted,
     plain_copy,
     require_kind,
     same_number,
@@ -61,6 +65,42 @@ class IstioRouter:
         if self._weights(entries, matched, where) != wanted:
             self._write_weights(entries, matched, policy, wanted, where)
         self._write_mirror(route, policy, split, where)
+        if pins_wanted(policy):
+            self._write_pins(document["spec"]["http"], route, entries, matched, policy, wanted)
+
+    # sticky users: one header-match route per serving version, ahead of the weighted route
+
+    def _write_pins(
+        self,
+        http: Node,
+        route: Node,
+        entries: list[Node],
+        matched: dict[str, int | None],
+        policy: ReleasePolicy,
+        wanted: dict[str, int],
+    ) -> None:
+        existing = {
+            name: r for r in http if isinstance(r, dict) and (name := pinned_version(r)) is not None
+        }
+        for name, pin in existing.items():
+            if wanted.get(name, 0) == 0:
+                http.remove(pin)  # nobody is assigned there any more: pinned users fall through
+        base = route.get("name") or policy.metadata.name
+        for version in policy.spec.versions:
+            index = matched.get(version.name)
+            if wanted[version.name] == 0 or version.name in existing or index is None:
+                continue
+            destination = plain_copy(entries[index])
+            destination.pop("weight", None)
+            pin = CommentedMap()
+            pin["name"] = f"{base}-pin-{version.name}"
+            pin["match"] = pin_matches(route.get("match"))
+            for condition in pin["match"]:
+                condition.setdefault("headers", CommentedMap())[PIN_HEADER] = CommentedMap(
+                    exact=version.name
+                )
+            pin["route"] = [destination]
+            http.insert(http.index(route), pin)
 
     # finding the route and the versions in it
 
@@ -79,6 +119,8 @@ class IstioRouter:
                 f"{describe(service)}: no http route named {wanted!r} (named routes: {names})"
             )
         for index, route in enumerate(routes):
+            if pinned_version(route):
+                continue  # a sticky-user pin, not the weighted route
             entries = route.get("route")
             if isinstance(entries, list) and any(
                 isinstance(entry, dict) and self._is_version(entry, version)

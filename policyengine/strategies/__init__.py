@@ -1,4 +1,4 @@
-"""Strategies: pure decisions (canary, blue-green, mirror) over a release status, and its lifecycle."""
+"""Strategies: pure decisions (canary, blue-green, mirror, A/B/n) over a release status, and its lifecycle."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime
 
 from policyengine.analysis.verdict import Assessment
 from policyengine.policy.models import ReleasePolicy
-from policyengine.strategies import bluegreen, canary, mirror
+from policyengine.strategies import abn, bluegreen, canary, mirror
 from policyengine.strategies.decision import Decision, Outcome, Phase, TrafficSplit
 from policyengine.strategies.release import apply, begin, release_id
 from policyengine.strategies.status import ReleaseStatus
@@ -35,3 +35,5 @@ def decide(
             return bluegreen.decide(policy, status, assessment, now)
         case "mirror":
             return mirror.decide(policy, status, assessment, now)
+        case "abn":
+            return abn.decide(policy, status, assessment, now)

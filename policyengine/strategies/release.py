@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from policyengine.policy.models import ReleasePolicy
+from policyengine.routekey import SEED_KEY, release_seed
 from policyengine.strategies.decision import Decision, Outcome, Phase, TrafficSplit
 from policyengine.strategies.splits import released_candidate
 from policyengine.strategies.status import ReleaseStatus
@@ -58,6 +59,8 @@ def begin(
             last_reason=f"{candidate} already serves 100 %",
             stable=candidate,
         )
+    # A/B/n: the seed of sticky assignments (policyengine route-key) lives in the status file.
+    extra = {SEED_KEY: release_seed(identity)} if policy.spec.strategy.type == "abn" else {}
     return ReleaseStatus(
         policy=policy.key,
         phase=Phase.PROGRESSING,
@@ -67,6 +70,7 @@ def begin(
         release_started_at=now,
         split=current,
         stable=stable,
+        extra=extra,
     )
 
 
