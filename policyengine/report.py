@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from policyengine.analysis.rewards import RewardAssessment
 from policyengine.analysis.verdict import Assessment, ObjectiveResult
 
 _VERDICT_MARK = {
@@ -69,9 +70,48 @@ def evidence_markdown(assessment: Assessment) -> str:
                 )
                 + " |"
             )
+    if assessment.rewards is not None:
+        if lines:
+            lines.append("")
+        lines.extend(reward_markdown(assessment.rewards))
     for reason in assessment.hold_reasons:
         lines.append(f"- hold: {reason}")
     if assessment.samples:
         counts = ", ".join(f"{version}={count}" for version, count in assessment.samples.items())
         lines.append(f"- requests this step: {counts}")
     return "\n".join(lines)
+
+
+def reward_markdown(rewards: RewardAssessment) -> list[str]:
+    """A/B/n evidence: per version its reward, lift over the baseline with its always-valid
+    interval, P(best), expected loss, guardrails and requests."""
+    lines = [
+        f"| version | {_cell(rewards.metric)} ({rewards.direction}) | lift vs baseline "
+        "| always-valid interval | P(best) | expected loss | guardrails | requests |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rewards.versions:
+        interval = "–"
+        if row.lower is not None or row.upper is not None:
+            interval = f"[{_number(row.lower)}, {_number(row.upper)}]"
+        loss = "–" if row.expected_loss == float("inf") else _number(row.expected_loss)
+        lines.append(
+            "| "
+            + " | ".join(
+                _cell(cell)
+                for cell in (
+                    row.version,
+                    _number(row.estimate),
+                    _number(row.lift),
+                    interval,
+                    f"{row.p_best:.3f}",
+                    loss,
+                    row.guardrail,
+                    str(row.requests),
+                )
+            )
+            + " |"
+        )
+    if rewards.hold_reason:
+        lines.append(f"- reward: {rewards.hold_reason}")
+    return lines

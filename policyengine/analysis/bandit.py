@@ -29,8 +29,8 @@ PSEUDO_EVENTS = 0.5
 PRIOR_RELATIVE_SD = 0.5
 # Mixing precision ρ of the always-valid interval, in stratified requests (Σ w_k; variance units
 # follow as ρ·σ²). The boundary is tightest where the variance is about ρ: a lift of 10 % of a 5 %
-# rate is confirmed near W ≈ 20,000. Tuned on seeds 1001-1050, disjoint from the bench's
-# acceptance seeds (bench/abn.py, docs/abn.md).
+# rate is confirmed near W ≈ 20,000, so ρ sits there. Checked with bench/abn.py on seed 1001,
+# disjoint from the published seed 1 (docs/abn.md).
 RHO_REQUESTS = 20_000.0
 # Top-two Thompson sampling: the share of the time the sampled best is played, else its runner-up
 # (Russo 2020, "Simple Bayesian algorithms for best-arm identification"; β = 1/2 is his default).

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from policyengine.analysis.rewards import RewardAssessment
 from policyengine.demo.backends import EmbeddedBackend, FleetMetrics, PrometheusBackend
 from policyengine.demo.progress import ReleaseLine, format_line, release_line
 from policyengine.demo.prometheus_process import find_prometheus
@@ -41,7 +42,11 @@ from policyengine.strategies import Phase, TrafficSplit
 SIMULATED_START = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 MAX_MINUTES = 180  # past the example's 2 h maxDuration: the engine concludes before this
 TRAILING_MINUTES = 5  # served after the last conclusion, so the charts show where traffic went
-EXPOSITIONS = (Exposition.MODELMESH, Exposition.VLLM)
+EXPOSITIONS = (
+    Exposition.MODELMESH,
+    Exposition.VLLM,
+    Exposition.BUSINESS,
+)  # business: the A/B/n reward
 ENGINE_AUTHOR = ("policyengine", "policyengine@users.noreply.local")
 DEFAULT_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 _TERMINAL = (Phase.SUCCEEDED, Phase.FAILED, Phase.INCONCLUSIVE)
@@ -143,6 +148,7 @@ class _Passes:
     intervals: list[IntervalResult] = field(default_factory=list)
     evidence: dict[tuple[str, datetime], str] = field(default_factory=dict)
     phases: dict[str, Phase] = field(default_factory=dict)
+    rewards: dict[str, list[tuple[datetime, RewardAssessment]]] = field(default_factory=dict)
     minutes: int = 0
 
 
@@ -255,6 +261,10 @@ def _remember(result: PassResult, passes: _Passes) -> None:
             passes.phases[plan.key] = plan.status.phase
         if plan.writes:
             passes.evidence[(plan.key, result.plan.now)] = plan.evidence
+        if plan.assessment.rewards is not None:
+            passes.rewards.setdefault(plan.key, []).append(
+                (result.plan.now, plan.assessment.rewards)
+            )
 
 
 def _finish(
@@ -274,14 +284,22 @@ def _finish(
     policies = {item.key: item.policy for item in load_policies(repository.checkout)}
     timelines = [
         release_timeline(
-            policies[release.key], entries, passes.intervals, passes.evidence, release.story
+            policies[release.key],
+            entries,
+            passes.intervals,
+            passes.evidence,
+            release.story,
+            passes.rewards.get(release.key, ()),
         )
         for release in releases
     ]
     simulated = timedelta(minutes=passes.minutes)
     html = render_report(
         timelines,
-        title="policyengine demo: three canary releases on a simulated ModelMesh and vLLM fleet",
+        title=(
+            "policyengine demo: three canary releases and an A/B/n test on a simulated ModelMesh "
+            "and vLLM fleet"
+        ),
         generated_at=SIMULATED_START + simulated,
         preamble=(
             f"Seed {options.seed}; {passes.minutes} simulated minutes, one reconciler pass each.",

@@ -19,6 +19,9 @@ EXAMPLE_POLICY = "fraud-detection/fraud-detector"
 LLM_EXAMPLE = "llm-canary"
 """The third release's example: an LLM canary between two InferencePools, judged on vLLM metrics."""
 LLM_EXAMPLE_POLICY = "llm-serving/support-chat"
+ABN_EXAMPLE = "modelmesh-abn"
+"""The A/B/n release: three recommender versions, a reward and an error guardrail."""
+ABN_EXAMPLE_POLICY = "shop/recommender"
 
 
 @dataclass(frozen=True)
@@ -35,17 +38,22 @@ class DemoRelease:
     example: str = EXAMPLE  # the folder of examples/ the release is a copy of
     example_policy: str = EXAMPLE_POLICY  # that example's namespace/name, renamed in the copy
     rps: float | None = None  # its own traffic, else the demo's
+    more: tuple[VersionProfile, ...] = ()  # further candidates (A/B/n)
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def versions(self) -> tuple[VersionProfile, ...]:
+        return (self.baseline, self.candidate, *self.more)
 
     def model(self, rps: float) -> ModelProfile:
         return ModelProfile(
             self.key,
             self.namespace,
             self.name,
-            (self.baseline, self.candidate),
+            self.versions,
             rps=self.rps if self.rps is not None else rps,
         )
 
@@ -56,7 +64,8 @@ DEMO_RPS = 400.0
 
 
 def demo_releases() -> tuple[DemoRelease, ...]:
-    """A healthy candidate (slightly better than its baseline) and a bad one (3× the errors)."""
+    """A healthy candidate (slightly better than its baseline), a bad one (3× the errors), an LLM
+    with slow first tokens, and an A/B/n test of three recommenders."""
     return (
         DemoRelease(
             folder="fraud-detector",
@@ -96,13 +105,35 @@ def demo_releases() -> tuple[DemoRelease, ...]:
             example_policy=LLM_EXAMPLE_POLICY,
             rps=40.0,
         ),
+        DemoRelease(
+            folder="recommender",
+            namespace="shop",
+            name="recommender",
+            baseline=_version("v1", "recommender-v1", error_rate=0.005, conversion_rate=0.05),
+            candidate=_version("v2", "recommender-v2", error_rate=0.005, conversion_rate=0.06),
+            more=(_version("v3", "recommender-v3", error_rate=0.005, conversion_rate=0.045),),
+            expected="promote",
+            story=(
+                "A/B/n: three recommenders, v2 gets 6 % of its recommendations accepted against "
+                "5 % for v1 and 4.5 % for v3: traffic should learn it and v2 should win"
+            ),
+            example=ABN_EXAMPLE,
+            example_policy=ABN_EXAMPLE_POLICY,
+        ),
     )
 
 
-def _version(name: str, label: str, error_rate: float) -> VersionProfile:
+def _version(
+    name: str, label: str, error_rate: float, conversion_rate: float = 0.05
+) -> VersionProfile:
     # A tail that keeps few requests above the example's 200 ms bound, alike in both versions.
     return VersionProfile(
-        name, metric_label=label, error_rate=error_rate, latency_p50_ms=20.0, latency_p99_ms=120.0
+        name,
+        metric_label=label,
+        error_rate=error_rate,
+        latency_p50_ms=20.0,
+        latency_p99_ms=120.0,
+        conversion_rate=conversion_rate,
     )
 
 
@@ -166,9 +197,9 @@ def _readme(releases: tuple[DemoRelease, ...]) -> str:
     lines = [
         "# policyengine demo repository",
         "",
-        "Made by `policyengine demo` from `examples/modelmesh-canary` and `examples/llm-canary`.",
-        "Every decision of the engine is a commit with `Policy:`, `Decision:`, `Weights:` and",
-        "`Evaluated-At:` trailers:",
+        "Made by `policyengine demo` from `examples/modelmesh-canary`, `examples/llm-canary` and",
+        "`examples/modelmesh-abn`. Every decision of the engine is a commit with `Policy:`,",
+        "`Decision:`, `Weights:` and `Evaluated-At:` trailers:",
         "",
         "    git log",
         "",

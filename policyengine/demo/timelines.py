@@ -4,13 +4,14 @@ counts (weights served, per-version metrics). Pure: history entries and interval
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
+from policyengine.analysis.rewards import RewardAssessment, VersionReward
 from policyengine.gitops.history import HistoryEntry
 from policyengine.metrics.catalog import metrics_of
 from policyengine.policy.models import ReleasePolicy
-from policyengine.report_html import DecisionRecord, ReleaseTimeline
+from policyengine.report_html import DecisionRecord, MetricSeries, Point, ReleaseTimeline
 from policyengine.sim.fleet import IntervalResult
 from policyengine.sim.timeline import metric_series, served_weights
 from policyengine.strategies.decision import TrafficSplit
@@ -24,8 +25,10 @@ def release_timeline(
     intervals: Sequence[IntervalResult],
     evidence: Mapping[tuple[str, datetime], str],
     story: str,
+    rewards: Sequence[tuple[datetime, RewardAssessment]] = (),
 ) -> ReleaseTimeline:
-    """`evidence` is each decision's Markdown evidence by (policy key, Evaluated-At)."""
+    """`evidence` is each decision's Markdown evidence by (policy key, Evaluated-At); `rewards`
+    the A/B/n evidence of every pass, charted as the reward estimates and P(best)."""
     error_bound, slow_threshold, slow_bound = _objective_bounds(policy)
     decisions = tuple(
         DecisionRecord(
@@ -41,7 +44,8 @@ def release_timeline(
     return ReleaseTimeline(
         policy=policy.key,
         weights=served_weights(intervals, policy.key),
-        metrics=metric_series(
+        metrics=reward_series(rewards)
+        + metric_series(
             intervals,
             policy.key,
             [version.name for version in policy.spec.versions],
@@ -53,6 +57,41 @@ def release_timeline(
         decisions=decisions,
         outcome=outcome_line(decisions),
         notes=(story,),
+    )
+
+
+def reward_series(
+    rewards: Sequence[tuple[datetime, RewardAssessment]],
+) -> tuple[MetricSeries, ...]:
+    """Two charts of an A/B/n test: each version's reward estimate and its P(best), per pass."""
+    if not rewards:
+        return ()
+    names = [row.version for row in rewards[-1][1].versions]
+    metric = rewards[-1][1].metric
+
+    def lines(
+        value: Callable[[VersionReward], float | None],
+    ) -> tuple[tuple[str, tuple[Point, ...]], ...]:
+        found = []
+        for name in names:
+            points = []
+            for at, evidence in rewards:
+                row = evidence.of(name)
+                points.append((at, None if row is None else value(row)))
+            found.append((name, tuple(points)))
+        return tuple(found)
+
+    return (
+        MetricSeries(
+            f"reward: {metric} (pooled estimate)",
+            "%",
+            lines(lambda r: None if r.estimate is None else 100.0 * r.estimate),
+        ),
+        MetricSeries(
+            "P(best): probability of having the best reward",
+            "%",
+            lines(lambda r: 100.0 * r.p_best if r.live else 0.0),
+        ),
     )
 
 

@@ -307,8 +307,9 @@ class AbnStrategy(Model):
     on_winner: Literal["promote", "propose"] = Field(
         default="promote",
         description=(
-            "promote: the winner gets 100 % in a commit; propose: the winner's 100 % is written "
-            "as a pull request for a person to merge (whatever writeBack.mode says)."
+            "promote: the winner gets 100 % at once; propose: the winner's 100 % waits in a pull "
+            "request for a person to merge (needs writeBack.mode pullRequest, with promote not "
+            "in autoMerge)."
         ),
     )
 

@@ -415,6 +415,17 @@ def _abn_problems(policy: ReleasePolicy) -> list[FieldProblem]:
                 "strategy abn needs at least one reward (the business metric it maximises)",
             )
         )
+    write_back = policy.spec.write_back
+    if strategy.on_winner == "propose" and (
+        write_back.mode != "pullRequest" or "promote" in write_back.pull_request.auto_merge
+    ):
+        problems.append(
+            FieldProblem(
+                ("spec", "strategy", "onWinner"),
+                "onWinner propose opens a pull request naming the winner for a person to merge: "
+                "it needs writeBack.mode pullRequest without promote in autoMerge",
+            )
+        )
     versions = len(policy.spec.versions)
     needed = strategy.floor * (versions - 1) + max(strategy.floor, strategy.holdout)
     if needed > 100:

@@ -86,13 +86,20 @@ class GatewayAPIRouter:
             for r in rules
             if isinstance(r, dict) and (name := pinned_version(r)) is not None
         }
+        # Pins matter only while several versions serve: one version alone needs none.
+        serving = sum(1 for weight in wanted.values() if weight > 0)
         for name, pin in existing.items():
-            if wanted.get(name, 0) == 0:
+            if wanted.get(name, 0) == 0 or serving < 2:
                 rules.remove(pin)  # nobody is assigned there any more: pinned users fall through
         base = rule.get("name") or policy.metadata.name
         for version in policy.spec.versions:
             index = matched.get(version.name)
-            if wanted[version.name] == 0 or version.name in existing or index is None:
+            if (
+                serving < 2
+                or wanted[version.name] == 0
+                or version.name in existing
+                or index is None
+            ):
                 continue
             ref = plain_copy(refs[index])
             ref.pop("weight", None)

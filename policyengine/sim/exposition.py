@@ -374,6 +374,12 @@ def _business(served: _Served) -> Iterator[Sample]:
         ("version", served.label),
     )
     yield Sample("business_conversions_total", labels, served.traffic.conversions)
+    # The same reward as a recommender application counts it: recommendations served (live
+    # successful responses; mirror copies are dropped) and those the user accepted.
+    traffic = served.traffic
+    served_live = max(0, traffic.ok.count - traffic.mirrored)
+    yield Sample("recommendations_served_total", labels, served_live)
+    yield Sample("recommendations_accepted_total", labels, traffic.conversions)
 
 
 _EXPOSERS: dict[Exposition, Callable[[_Served], Iterator[Sample]]] = {

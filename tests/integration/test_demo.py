@@ -1,11 +1,12 @@
-"""`policyengine demo` end to end, as a newcomer runs it: exit 0 with one release promoted and two
-rolled back, one of them the LLM canary on vLLM's time to first token (read from the kept
-repository's trailers), a self-contained HTML report with charts,
+"""`policyengine demo` end to end, as a newcomer runs it: exit 0 with one canary promoted and two
+rolled back, one of them the LLM canary on vLLM's time to first token, and an A/B/n winner
+promoted (read from the kept repository's trailers), a self-contained HTML report with charts,
 and the embedded metrics backend deciding exactly as the real Prometheus does.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from policyengine.demo.run import DemoOptions, run_demo
+from policyengine.routekey import parse_weights
 from tests.support.gitrepos import git
 from tests.support.prometheus import require_binaries
 from tests.support.release_repos import console_script, trailers_of
@@ -22,6 +24,7 @@ pytestmark = pytest.mark.prometheus
 HEALTHY = "fraud-detection/fraud-detector"
 BAD = "credit-risk/credit-scorer"
 LLM = "llm-serving/support-chat"
+ABN = "shop/recommender"
 # Anything a browser would fetch or follow off the page.
 NETWORK_REFERENCE = re.compile(
     r"https?:|ftp:|wss?:|//[\w.-]+\.\w|127\.0\.0\.1|localhost|\bsrc\s*=|\bhref\s*=\s*\"(?!#)"
@@ -62,7 +65,7 @@ def engine_decisions(repo: Path) -> list[dict[str, str]]:
     return [trailers_of(message) for message in log.split("\0") if "Decision: " in message]
 
 
-def test_the_demo_promotes_one_release_and_rolls_back_the_others(
+def test_the_demo_promotes_rolls_back_and_finds_the_abn_winner(
     demo_run: tuple[subprocess.CompletedProcess[str], Path, Path],
 ) -> None:
     completed, keep, report = demo_run
@@ -72,10 +75,17 @@ def test_the_demo_promotes_one_release_and_rolls_back_the_others(
     final = {
         d["Policy"]: d["Decision"] for d in decisions if d["Decision"] in ("promote", "rollback")
     }
-    assert final == {HEALTHY: "promote", BAD: "rollback", LLM: "rollback"}
+    assert final == {HEALTHY: "promote", BAD: "rollback", LLM: "rollback", ABN: "promote"}
     llm = [d for d in decisions if d["Policy"] == LLM]
     assert llm[-1]["Weights"] == "v1=100,v2=0"
     assert "objective failed: slow-first-token on v2" in completed.stdout  # from `history`
+    # The A/B/n test opens evenly, moves at most maxChange (10) a pass, and v2 wins.
+    abn = [d["Weights"] for d in decisions if d["Policy"] == ABN]
+    assert abn[0] == "v1=34,v2=33,v3=33" and abn[-1] == "v1=0,v2=100,v3=0"
+    steps = [parse_weights(w) for w in abn[:-1]]
+    for before, after in itertools.pairwise(steps):
+        assert sum(after.values()) == 100
+        assert max(abs(after[v] - before[v]) for v in after) <= 10
     healthy = [d for d in decisions if d["Policy"] == HEALTHY]
     assert [d["Weights"] for d in healthy] == [
         "v1=90,v2=10",
@@ -108,6 +118,10 @@ def test_the_report_has_charts_and_no_network_reference(
         assert policy.replace("/", "&#47;") in page
     assert "rollback" in page and "promote" in page
     assert "interval" in page  # each decision's evidence table
+    # The A/B/n release charts its reward and P(best), and its evidence names both.
+    assert ABN.replace("/", "&#47;") in page
+    assert "P(best): probability of having the best reward" in page
+    assert "reward: accepted" in page and "expected loss" in page
 
 
 def test_the_embedded_backend_decides_exactly_as_prometheus(

@@ -25,6 +25,7 @@ EXAMPLE_NAMES = [
     "gateway-mirror",
     "kserve-standard-canary",
     "llm-canary",
+    "modelmesh-abn",
 ]
 MANIFESTS = sorted(
     path
@@ -116,6 +117,12 @@ def course(policy: ReleasePolicy) -> list[TrafficSplit]:
         return [*(at(w) for w in strategy.weights()), at(100), at(0)]
     if strategy.type == "mirror":
         return [at(0, strategy.percentage), at(0)]
+    if strategy.type == "abn":  # every version serves, traffic learns, a winner, then back
+        names = [v.name for v in policy.spec.versions]
+        return [
+            TrafficSplit.of(dict(zip(names, weights, strict=True)))
+            for weights in ((34, 33, 33), (20, 70, 10), (5, 90, 5), (0, 100, 0), (100, 0, 0))
+        ]
     return [at(0), at(100), at(0)]
 
 

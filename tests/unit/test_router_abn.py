@@ -67,8 +67,8 @@ def test_three_versions_with_sticky_users_golden(
 def test_pins_follow_the_serving_versions(
     router: str, backends: dict[str, dict[str, Any]], route: str
 ) -> None:
-    """A version that stops serving loses its pin; the weighted route stays found among pins;
-    without stickyUsers no pin is written."""
+    """A version that stops serving loses its pin, and all pins go once one version serves
+    everyone; the weighted route stays found among pins; without stickyUsers no pin is written."""
     policy = abn(router, backends, route, sticky=True)
     kind = router_for(router)
     text = (GOLDEN / router / "abn-sticky.before.yaml").read_text(encoding="utf-8")
@@ -85,7 +85,9 @@ def test_pins_follow_the_serving_versions(
     assert pins() == ["v1", "v2"]
     assert kind.read(document, policy) == three(20, 80, 0)
     kind.render(document, policy, three(0, 100, 0))
-    assert pins() == ["v2"]
+    assert pins() == []  # one version serves everyone: nothing to pin
+    kind.render(document, policy, three(100, 0, 0))
+    assert pins() == [] and kind.read(document, policy) == three(100, 0, 0)
     plain = find_document(load_documents(text), kind.kind)
     kind.render(plain, abn(router, backends, route, sticky=False), three(34, 33, 33))
     assert not [r for r in plain["spec"][routes_key] if pinned_version(r)]

@@ -160,7 +160,11 @@ def of(samples: list[Sample], metric: str, **labels: str) -> list[Sample]:
         ),
         (
             Exposition.BUSINESS,
-            {"business_conversions_total"},
+            {
+                "business_conversions_total",
+                "recommendations_served_total",
+                "recommendations_accepted_total",
+            },
             "version",
             {"namespace", "model", "version"},
         ),

@@ -113,8 +113,13 @@ def test_unknown_allocation_is_refused() -> None:
             "spec.rewards[0].metric",
             "a reward needs a proportion metric",
         ),
+        (
+            abn_policy({"onWinner": "propose"}),
+            "spec.strategy.onWinner",
+            "needs writeBack.mode pullRequest",
+        ),
     ],
-    ids=["no reward", "floors overflow", "histogram reward"],
+    ids=["no reward", "floors overflow", "histogram reward", "propose without pull requests"],
 )
 def test_abn_policy_problems(policy: ReleasePolicy, field: str, message: str) -> None:
     problems = policy_problems(policy, {})

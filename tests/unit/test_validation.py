@@ -103,7 +103,7 @@ RULES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
         edited(THIRD_VERSION),
         "spec.versions[2]",
         line_of(POLICY, "strategy:"),
-        ("exactly one candidate, found 2", "A/B/n", "later"),
+        ("exactly one candidate, found 2", "strategy abn"),
     ),
     (
         "same metric label twice",
