@@ -86,6 +86,7 @@ def simulate(
     rps: int,
     trials: int,
     rng: np.random.Generator,
+    horizon_minutes: int,
     controller: Callable[
         [int, Run, np.typing.NDArray[np.float64], np.typing.NDArray[np.float64]], None
     ],
@@ -101,7 +102,7 @@ def simulate(
         regret=np.zeros(trials),
     )
     phase = rng.uniform(0, 2 * math.pi, size=(trials, 1))
-    steps = HORIZON_MINUTES * 60 // STEP_SECONDS
+    steps = horizon_minutes * 60 // STEP_SECONDS
     for step in range(steps):
         share = run.weights / 100.0
         expected = rps * STEP_SECONDS * share
@@ -316,12 +317,19 @@ def main(argv: list[str] | None = None) -> int:
         "--seed", type=int, default=1, help="1 for the published figures; 1001 for tuning"
     )
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="a subset, for smoke runs")
+    parser.add_argument("--rates", default=",".join(str(r) for r in RATES))
+    parser.add_argument("--horizon", type=int, default=HORIZON_MINUTES, help="minutes")
     args = parser.parse_args(argv)
     methods = args.methods.split(",")
     rows = []
     began = time.monotonic()
+    wanted_scenarios = args.scenarios.split(",")
+    wanted_rates = [int(r) for r in args.rates.split(",")]
     for s_index, (scenario, rates) in enumerate(SCENARIOS.items()):
-        for rps in RATES:
+        if scenario not in wanted_scenarios:
+            continue
+        for rps in wanted_rates:
             duration_steps = ITER8_ITERATIONS if rps >= 100 else 60 * 60 // STEP_SECONDS
             for m_index, method in enumerate(methods):
                 seed = args.seed * 1_000_003 + s_index * 1009 + rps * 17 + m_index
@@ -336,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                     control = fixed(duration_steps)
                 else:
                     raise SystemExit(f"unknown method {method}")
-                run = simulate(rates, rps, args.trials, rng, control)
+                run = simulate(rates, rps, args.trials, rng, args.horizon, control)
                 row = summarise(scenario, rps, method, run, rates)
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
@@ -344,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         "trials": args.trials,
         "seed": args.seed,
         "tuning_seed": "1001 (constants chosen there; the published figures use seed 1)",
-        "horizon_minutes": HORIZON_MINUTES,
+        "horizon_minutes": args.horizon,
         "seconds": round(time.monotonic() - began, 1),
         "rows": rows,
     }

@@ -426,6 +426,23 @@ def _abn_problems(policy: ReleasePolicy) -> list[FieldProblem]:
                 "it needs writeBack.mode pullRequest without promote in autoMerge",
             )
         )
+    router = policy.spec.target.router
+    if router == "kserve" and len(policy.spec.candidates) > 1:
+        problems.append(
+            FieldProblem(
+                ("spec", "target", "router"),
+                "router kserve splits traffic between two revisions (canaryTrafficPercent); an "
+                "A/B/n test of more than two versions needs istio, istio-modelmesh or gatewayapi",
+            )
+        )
+    if router == "kserve" and strategy.sticky_users:
+        problems.append(
+            FieldProblem(
+                ("spec", "strategy", "stickyUsers"),
+                "router kserve has no header routes to pin users with; use istio, "
+                "istio-modelmesh or gatewayapi",
+            )
+        )
     versions = len(policy.spec.versions)
     needed = strategy.floor * (versions - 1) + max(strategy.floor, strategy.holdout)
     if needed > 100:

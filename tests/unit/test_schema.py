@@ -171,7 +171,12 @@ def shipped_presets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_the_reference_examples_are_valid() -> None:
     documents = [yaml.safe_load(block) for block in yaml_blocks(REFERENCE.read_text("utf-8"))]
     policies = [d for d in documents if d.get("kind") == "ReleasePolicy"]
-    assert {p["spec"]["strategy"]["type"] for p in policies} == {"canary", "blueGreen", "mirror"}
+    assert {p["spec"]["strategy"]["type"] for p in policies} == {
+        "canary",
+        "blueGreen",
+        "mirror",
+        "abn",
+    }
     assert any(d.get("kind") == "MetricSet" for d in documents)
     for document in documents:
         if "kind" not in document:

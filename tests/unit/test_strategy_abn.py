@@ -118,8 +118,19 @@ def test_unknown_allocation_is_refused() -> None:
             "spec.strategy.onWinner",
             "needs writeBack.mode pullRequest",
         ),
+        (
+            abn_policy(target={"router": "kserve", "manifests": [{"path": "isvc.yaml"}]}),
+            "spec.target.router",
+            "router kserve splits traffic between two revisions",
+        ),
     ],
-    ids=["no reward", "floors overflow", "histogram reward", "propose without pull requests"],
+    ids=[
+        "no reward",
+        "floors overflow",
+        "histogram reward",
+        "propose without pull requests",
+        "kserve with three versions",
+    ],
 )
 def test_abn_policy_problems(policy: ReleasePolicy, field: str, message: str) -> None:
     problems = policy_problems(policy, {})
