@@ -317,7 +317,7 @@ class Fleet:
 
 
 def run(
-    policy: ReleasePolicy, fleet: Fleet, minutes: int
+    policy: ReleasePolicy, fleet: Fleet, minutes: int, failed: list[set[str]] | None = None
 ) -> list[tuple[int, ReleaseStatus, Decision, str]]:
     """One pass a minute, as the reconciler does: assess, add the reward evidence, decide, apply."""
     _, metrics = metrics_of(policy)
@@ -332,6 +332,8 @@ def run(
         assessment = with_rewards(
             policy, assessment, observations, status.release_id, status.release_started_at, now
         )
+        if failed is not None:
+            failed.append({r.version for r in assessment.failed})
         outcome = decide(policy, status, assessment, now)
         status = apply(status, outcome, now)
         history.append((minute, status, outcome.decision, outcome.reason))
@@ -344,11 +346,13 @@ def run(
 def test_a_3x_error_version_gets_no_traffic_after_its_first_failing_assessment() -> None:
     policy = abn_policy()
     fleet = Fleet(conversion=(0.05, 0.05, 0.05), errors=(0.005, 0.005, 0.015))
-    history = run(policy, fleet, 30)
-    failing = [m for m, _, _, reason in history if "v3 failed a guardrail" in reason]
-    assert failing, [reason for *_, reason in history]
-    first = failing[0]
+    failed: list[set[str]] = []
+    history = run(policy, fleet, 30, failed)
+    first = next(minute for minute, versions in enumerate(failed) if "v3" in versions)
     assert first <= 5
+    # The very pass whose assessment first fails v3 takes all its traffic away.
+    assert "v3 failed a guardrail and gets no more traffic" in history[first][3]
+    assert history[first - 1][1].split.weight("v3") > 0
     for minute, status, _, _ in history:
         if minute >= first:
             assert status.split.weight("v3") == 0, (minute, status.split)
