@@ -304,9 +304,7 @@ def _plan_policy(
         )
         assessment = assess(policy, metrics, observations, current, status.step_started_at, now)
         if policy.spec.rewards and policy.spec.strategy.type == "abn":
-            assessment = with_rewards(
-                policy, assessment, observations, status.release_id, status.release_started_at, now
-            )
+            assessment = with_rewards(policy, assessment, observations, status, now)
         if _is_unreachable(observations):
             unreachable = observations.message
     golden_evidence = ""

@@ -12,6 +12,7 @@ import hashlib
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from policyengine.analysis.observations import (
 from policyengine.analysis.verdict import Assessment, ObjectiveResult, Verdict
 from policyengine.policy.duration import parse_duration
 from policyengine.policy.models import ReleasePolicy
+
+if TYPE_CHECKING:  # the strategies import this module; the status is only read here
+    from policyengine.strategies.status import ReleaseStatus
 
 POSTERIOR_DRAWS = 4000
 
@@ -213,18 +217,25 @@ def with_rewards(
     policy: ReleasePolicy,
     assessment: Assessment,
     observations: Observations,
-    release_id: str,
-    release_started_at: datetime,
+    status: ReleaseStatus,
     now: datetime,
 ) -> Assessment:
     """`assessment` with the reward evidence of an A/B/n release added."""
+    guardrails = guardrail_states(policy, assessment.results)
+    strategy = policy.spec.strategy
+    if strategy.type == "abn" and strategy.floor > 0 and status.step >= 0:
+        # With a floor no live version is ever at 0 once the experiment runs: one at 0 failed a
+        # guardrail earlier. It is no longer assessed (no traffic), but it must stay out.
+        for version in policy.spec.candidates:
+            if status.split.weight(version.name) == 0:
+                guardrails[version.name] = "failed earlier: no more traffic"
     evidence = assess_rewards(
         policy,
         reward_observation(policy, observations),
-        guardrail_states(policy, assessment.results),
-        release_started_at,
+        guardrails,
+        status.release_started_at,
         parse_duration(policy.spec.analysis.interval),
         now,
-        draw_seed(release_id, now),
+        draw_seed(status.release_id, now),
     )
     return replace(assessment, rewards=evidence)

@@ -97,15 +97,20 @@ def decide(
             Phase.PROGRESSING,
             status.step + 1,
         )
-    if (waiting := hold_for_data(status, assessment)) is not None:
-        return waiting
+    elapsed = now - status.release_started_at
+    limit = parse_duration(policy.spec.analysis.max_duration)
     rewards = assessment.rewards
+    if rewards is not None and elapsed >= limit and assessment.hold_reasons:
+        # Data that never comes must not hold the experiment for ever either.
+        why = "; ".join(assessment.hold_reasons)
+        return _inconclusive(policy, status, rewards, order, elapsed, f"holding: {why}")
+    if (waiting := hold_for_data(policy, status, assessment, now, None)) is not None:
+        return waiting
     if rewards is None or rewards.hold_reason:
         why = "reward not assessed" if rewards is None else rewards.hold_reason
         return hold(status, f"holding: {why}")
 
     arrays = _arrays(rewards, order)
-    elapsed = now - status.release_started_at
     min_duration = parse_duration(strategy.min_duration)
     winner = int(
         bandit.winners(
@@ -122,7 +127,6 @@ def decide(
     if winner >= 0:
         return _win(policy, status, rewards, order[winner], elapsed)
 
-    limit = parse_duration(policy.spec.analysis.max_duration)
     summary = _summary(rewards)
     if elapsed >= limit:
         return _inconclusive(policy, status, rewards, order, elapsed, summary)

@@ -329,9 +329,7 @@ def run(
         assessment = assess(
             policy, metrics, observations, status.split, status.step_started_at, now
         )
-        assessment = with_rewards(
-            policy, assessment, observations, status.release_id, status.release_started_at, now
-        )
+        assessment = with_rewards(policy, assessment, observations, status, now)
         if failed is not None:
             failed.append({r.version for r in assessment.failed})
         outcome = decide(policy, status, assessment, now)
