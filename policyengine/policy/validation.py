@@ -432,15 +432,16 @@ def _abn_problems(policy: ReleasePolicy) -> list[FieldProblem]:
             FieldProblem(
                 ("spec", "target", "router"),
                 "router kserve splits traffic between two revisions (canaryTrafficPercent); an "
-                "A/B/n test of more than two versions needs istio, istio-modelmesh or gatewayapi",
+                "A/B/n test of more than two versions needs kserve-canary (KServe Standard "
+                "spec.canary[]), istio, istio-modelmesh or gatewayapi",
             )
         )
-    if router == "kserve" and strategy.sticky_users:
+    if router in ("kserve", "kserve-canary") and strategy.sticky_users:
         problems.append(
             FieldProblem(
                 ("spec", "strategy", "stickyUsers"),
-                "router kserve has no header routes to pin users with; use istio, "
-                "istio-modelmesh or gatewayapi",
+                f"router {router} has no header routes to pin users with; put a Gateway API "
+                "HTTPRoute or an Istio VirtualService in front and use gatewayapi or istio",
             )
         )
     versions = len(policy.spec.versions)

@@ -14,6 +14,7 @@ from policyengine.routers import router_for
 from policyengine.routers.base import pinned_version
 from policyengine.strategies.decision import TrafficSplit
 from tests.golden.harness import GOLDEN, GoldenCase, check_golden
+from tests.support.crd_schemas import validate_manifest
 
 ANY_LINE = r".*"
 
@@ -91,3 +92,33 @@ def test_pins_follow_the_serving_versions(
     plain = find_document(load_documents(text), kind.kind)
     kind.render(plain, abn(router, backends, route, sticky=False), three(34, 33, 33))
     assert not [r for r in plain["spec"][routes_key] if pinned_version(r)]
+
+
+def test_kserve_standard_canary_list_carries_an_abn_course() -> None:
+    """KServe Standard `spec.canary[]`: one entry per candidate, so an A/B/n test of three
+    versions walks from an even split through learning to the winner's promotion."""
+    policy = ReleasePolicy.model_validate(
+        {
+            "apiVersion": "policyengine.io/v1alpha1",
+            "kind": "ReleasePolicy",
+            "metadata": {"name": "fraud-scorer", "namespace": "payments"},
+            "spec": {
+                "target": {"router": "kserve-canary", "manifests": [{"path": "isvc.yaml"}]},
+                "versions": [
+                    {"name": "v1", "role": "baseline"},
+                    {"name": "v2", "role": "candidate"},
+                    {"name": "v3", "role": "candidate"},
+                ],
+                "strategy": {"type": "abn"},
+                "rewards": [{"metric": "accepted"}],
+            },
+        }
+    )
+    router = router_for("kserve-canary")
+    text = (GOLDEN / "kserve-canary" / "three-way.before.yaml").read_text(encoding="utf-8")
+    file = load_documents(text)
+    for split in (three(34, 33, 33), three(20, 70, 10), three(6, 89, 5), three(0, 100, 0)):
+        router.render(find_document(file, router.kind), policy, split)
+        rendered = find_document(load_documents(file.dump()), router.kind)
+        assert router.read(rendered, policy) == split
+        assert validate_manifest(rendered) == []
