@@ -33,6 +33,7 @@ from policyengine.policy.loader import find_repository_root, load_tree
 from policyengine.policy.validation import check_repository
 from policyengine.reconciler import Engine, EngineSettings, PassPlan, PassResult
 from policyengine.routekey import SEED_KEY, parse_weights, release_seed, route_key
+from policyengine.terminal import ReleaseBars, Terminal
 
 
 class EngineGroup(click.Group):
@@ -332,8 +333,11 @@ def plan(
     """Dry run: each policy's decision and the diff it would commit. Writes nothing."""
     now = _parse_now(now_text)
     pass_plan = _engine(repo, branch, cache_dir, prometheus_url, gate).plan(now)
-    render = {"text": plan_text, "markdown": plan_markdown, "json": plan_json}[output]
-    click.echo(render(pass_plan), nl=False)
+    if output == "text":
+        Terminal().plan(pass_plan, plan_text(pass_plan))
+    else:
+        render = {"markdown": plan_markdown, "json": plan_json}[output]
+        click.echo(render(pass_plan), nl=False)
     _echo_problems(pass_plan)
     raise SystemExit(pass_plan.exit_code)
 
@@ -597,8 +601,10 @@ def history(
     """The release timeline from the engine's commit trailers (POLICY is namespace/name)."""
     engine = _engine(repo, branch, cache_dir, None)
     entries = release_history(engine.workspace.root, branch, policy)
-    render = render_history_json if output == "json" else render_history_text
-    click.echo(render(entries), nl=False)
+    if output == "json":
+        click.echo(render_history_json(entries), nl=False)
+    else:
+        Terminal().history(entries, render_history_text(entries))
 
 
 @main.command("route-key")
@@ -686,7 +692,12 @@ def demo(seed: int, keep: Path | None, report_path: Path | None, metrics: str) -
     signal.signal(signal.SIGTERM, interrupted)
     try:
         options = DemoOptions(seed=seed, keep=keep, report=report_path, prometheus=binary)
-        result = run_demo(options, click.echo)
+        terminal = Terminal()
+        if terminal.is_rich:
+            with ReleaseBars(terminal) as bars:
+                result = run_demo(options, bars.echo, bars.update)
+        else:
+            result = run_demo(options, click.echo)
     except KeyboardInterrupt:
         click.echo("interrupted: Prometheus stopped, temporary files removed", err=True)
         raise SystemExit(130) from None

@@ -84,8 +84,12 @@ class DemoResult:
 Echo = Callable[[str], None]
 
 
-def run_demo(options: DemoOptions, echo: Echo) -> DemoResult:
-    """Run the whole demo; Prometheus and temporary folders are cleaned up however it ends."""
+def run_demo(
+    options: DemoOptions, echo: Echo, on_line: Callable[[ReleaseLine], None] | None = None
+) -> DemoResult:
+    """Run the whole demo; Prometheus and temporary folders are cleaned up however it ends.
+
+    `on_line` sees every release's line after every pass (the terminal's live bars)."""
     began = time.perf_counter()
     if options.keep is not None:
         prepare_keep_folder(options.keep)
@@ -120,7 +124,7 @@ def run_demo(options: DemoOptions, echo: Echo) -> DemoResult:
         for release in releases:
             echo(f"release {release.key}: {release.story}")
         echo("")
-        passes = _run_passes(options, repository, releases, fleet, backend, work, echo)
+        passes = _run_passes(options, repository, releases, fleet, backend, work, echo, on_line)
         result = _finish(options, repository, releases, passes, backend, began, echo)
         if options.keep is not None:
             repository.keep()
@@ -212,6 +216,7 @@ def _run_passes(
     backend: FleetMetrics,
     work: Path,
     echo: Echo,
+    on_line: Callable[[ReleaseLine], None] | None = None,
 ) -> _Passes:
     engine = demo_engine(repository.remote, work / "engine", backend.url)
     loop = FleetLoop(repository, fleet, backend.record, engine, options.seed)
@@ -227,6 +232,8 @@ def _run_passes(
         _remember(result, passes)
         for plan in result.plan.policies:
             line = release_line(plan, candidates.get(plan.key, ""))
+            if on_line is not None:
+                on_line(line)
             if line.differs_from(shown.get(plan.key)):
                 echo(format_line(line, loop.now, minute, width))
                 shown[plan.key] = line

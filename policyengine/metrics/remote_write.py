@@ -1,19 +1,21 @@
 """A small Prometheus remote-write client: pushes samples with chosen (simulated) timestamps.
 
-The `prometheus.WriteRequest` protobuf is encoded by hand — two nested messages of strings,
-doubles and varints — so no generated code is needed; the body is raw-snappy compressed.
+The body is a `prometheus.WriteRequest` protobuf message (remote write 1.0, prometheus/prompb
+types.proto and remote.proto), built with the protobuf library from a descriptor declared here
+(four small messages; no generated code to keep in sync), then raw-snappy compressed.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
+from typing import Any
 
 import cramjam
 import requests
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from policyengine.errors import ProviderUnavailableError, QueryError
 
@@ -22,6 +24,50 @@ HEADERS = {
     "Content-Type": "application/x-protobuf",
     "X-Prometheus-Remote-Write-Version": "0.1.0",
 }
+_FIELD = descriptor_pb2.FieldDescriptorProto
+# (message, [(field, number, type, repeated, message type)]) as in prometheus/prompb (v1).
+_MESSAGES: tuple[tuple[str, tuple[tuple[str, int, int, bool, str], ...]], ...] = (
+    (
+        "Label",
+        (("name", 1, _FIELD.TYPE_STRING, False, ""), ("value", 2, _FIELD.TYPE_STRING, False, "")),
+    ),
+    (
+        "Sample",
+        (
+            ("value", 1, _FIELD.TYPE_DOUBLE, False, ""),
+            ("timestamp", 2, _FIELD.TYPE_INT64, False, ""),
+        ),
+    ),
+    (
+        "TimeSeries",
+        (
+            ("labels", 1, _FIELD.TYPE_MESSAGE, True, ".prometheus.Label"),
+            ("samples", 2, _FIELD.TYPE_MESSAGE, True, ".prometheus.Sample"),
+        ),
+    ),
+    ("WriteRequest", (("timeseries", 1, _FIELD.TYPE_MESSAGE, True, ".prometheus.TimeSeries"),)),
+)
+
+
+@cache
+def write_request_class() -> Any:
+    """The `prometheus.WriteRequest` message class, from a pool of its own (no name clashes)."""
+    file = descriptor_pb2.FileDescriptorProto(
+        name="policyengine/prometheus_remote_write.proto", package="prometheus", syntax="proto3"
+    )
+    for name, fields in _MESSAGES:
+        message = file.message_type.add(name=name)
+        for field_name, number, kind, repeated, type_name in fields:
+            message.field.add(
+                name=field_name,
+                number=number,
+                type=kind,
+                label=_FIELD.LABEL_REPEATED if repeated else _FIELD.LABEL_OPTIONAL,
+                type_name=type_name or None,
+            )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("prometheus.WriteRequest"))
 
 
 @dataclass(frozen=True)
@@ -34,30 +80,17 @@ class SeriesSamples:
 
 def encode_write_request(series: Iterable[SeriesSamples]) -> bytes:
     """The protobuf bytes of a WriteRequest{timeseries: [TimeSeries{labels, samples}]}."""
-    request = bytearray()
+    request = write_request_class()()
     for one in series:
         if "__name__" not in one.labels:
             raise ValueError(f"a series needs a __name__ label: {dict(one.labels)}")
-        body = bytearray(_encoded_labels(tuple(sorted(one.labels.items()))))
+        timeseries = request.timeseries.add()
+        # remote write requires the labels sorted by name
+        for name, label_value in sorted(one.labels.items()):
+            timeseries.labels.add(name=name, value=label_value)
         for at, value in one.samples:
-            milliseconds = round(at.timestamp() * 1000)
-            sample = _tag(1, 1) + struct.pack("<d", value) + _tag(2, 0) + _varint(milliseconds)
-            body += _length_delimited(2, sample)
-        request += _length_delimited(1, bytes(body))
-    return bytes(request)
-
-
-@lru_cache(maxsize=65536)
-def _encoded_labels(labels: tuple[tuple[str, str], ...]) -> bytes:
-    """The label fields of a TimeSeries, sorted by name as remote write requires.
-
-    A simulator sends the same series every interval: encoding each label set once keeps the
-    writer from spending most of its time re-encoding identical bytes.
-    """
-    encoded = bytearray()
-    for name, value in labels:
-        encoded += _length_delimited(1, _string_field(1, name) + _string_field(2, value))
-    return bytes(encoded)
+            timeseries.samples.add(value=value, timestamp=round(at.timestamp() * 1000))
+    return bytes(request.SerializeToString())
 
 
 class RemoteWriteClient:
@@ -88,28 +121,3 @@ class RemoteWriteClient:
 
     def close(self) -> None:
         self._session.close()
-
-
-def _tag(field_number: int, wire_type: int) -> bytes:
-    return _varint(field_number << 3 | wire_type)
-
-
-def _varint(number: int) -> bytes:
-    number &= (1 << 64) - 1  # int64 as protobuf encodes it: negatives as ten-byte two's complement
-    out = bytearray()
-    while True:
-        byte = number & 0x7F
-        number >>= 7
-        if number:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _length_delimited(field_number: int, payload: bytes) -> bytes:
-    return _tag(field_number, 2) + _varint(len(payload)) + payload
-
-
-def _string_field(field_number: int, text: str) -> bytes:
-    return _length_delimited(field_number, text.encode("utf-8"))

@@ -1,7 +1,7 @@
 """Bounded backoff for forge API calls: which failures are worth retrying, and for how long to wait.
 
-`retry_delay` is pure (the time is passed in); `Backoff.call` runs an operation with it, sleeping
-through an injectable `sleep` so tests never wait.
+`retry_delay` is pure (the time is passed in); `Backoff.call` runs an operation with it through
+tenacity, sleeping through an injectable `sleep` so tests never wait.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+import tenacity
 
 from policyengine.errors import ForgeError, ForgeUnreachableError
 
@@ -114,7 +116,7 @@ def retry_delay(
 
 @dataclass(frozen=True)
 class Backoff:
-    """Runs forge calls, retrying transient failures within a RetryPolicy."""
+    """Runs forge calls, retrying transient failures within a RetryPolicy (with tenacity)."""
 
     classify: Callable[[Exception], HttpFailure | None]
     policy: RetryPolicy = DEFAULT_RETRY
@@ -122,35 +124,55 @@ class Backoff:
     clock: Callable[[], float] = field(default=time.time)
 
     def call(self, what: str, operation: Callable[[], T]) -> T:
-        attempt = 1
-        while True:
-            try:
-                return operation()
-            except Exception as exc:
-                failure = self.classify(exc)
-                if failure is None:
-                    raise
-                delay = retry_delay(failure, attempt, self.policy, self.clock())
-                if delay is None:
-                    raise ForgeError(f"{what} failed: {failure.describe()}") from exc
-                # A transient failure that outlasts the retries is an outage (exit 3), not a
-                # refusal of what the engine asked (exit 1).
-                if attempt >= self.policy.max_attempts:
-                    raise ForgeUnreachableError(
-                        f"{what} failed after {attempt} attempts: {failure.describe()}"
-                    ) from exc
-                if delay > self.policy.max_delay:
-                    raise ForgeUnreachableError(
-                        f"{what} failed: rate limited for {delay:.0f}s more, longer than the "
-                        f"{self.policy.max_delay:.0f}s the engine waits ({failure.describe()})"
-                    ) from exc
-                log.warning(
-                    "forge: %s failed (%s); retrying in %.1fs (attempt %d of %d)",
-                    what,
-                    failure.describe(),
-                    delay,
-                    attempt + 1,
-                    self.policy.max_attempts,
-                )
-                self.sleep(delay)
-                attempt += 1
+        # The delay each failed attempt asks for, worked out once (the clock is read once).
+        delays: dict[int, float | None] = {}
+
+        def transient(state: tenacity.RetryCallState) -> bool:
+            error = state.outcome.exception() if state.outcome is not None else None
+            failure = self.classify(error) if isinstance(error, Exception) else None
+            if failure is None:
+                return False
+            delay = retry_delay(failure, state.attempt_number, self.policy, self.clock())
+            delays[state.attempt_number] = delay
+            return delay is not None and delay <= self.policy.max_delay
+
+        def announce(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            failure = self.classify(error) if isinstance(error, Exception) else None
+            log.warning(
+                "forge: %s failed (%s); retrying in %.1fs (attempt %d of %d)",
+                what,
+                failure.describe() if failure else error,
+                delays[state.attempt_number] or 0.0,
+                state.attempt_number + 1,
+                self.policy.max_attempts,
+            )
+
+        retrying = tenacity.Retrying(
+            retry=transient,
+            wait=lambda state: delays[state.attempt_number] or 0.0,
+            stop=tenacity.stop_after_attempt(self.policy.max_attempts),
+            sleep=self.sleep,
+            before_sleep=announce,
+            reraise=True,  # the operation's own exception, not tenacity's RetryError
+        )
+        try:
+            return retrying(operation)
+        except Exception as exc:
+            failure = self.classify(exc)
+            if failure is None:
+                raise
+            attempt = max(delays, default=1)
+            delay = delays.get(attempt)
+            if delay is None:
+                raise ForgeError(f"{what} failed: {failure.describe()}") from exc
+            # A transient failure that outlasts the retries is an outage (exit 3), not a refusal
+            # of what the engine asked (exit 1).
+            if delay > self.policy.max_delay:
+                raise ForgeUnreachableError(
+                    f"{what} failed: rate limited for {delay:.0f}s more, longer than the "
+                    f"{self.policy.max_delay:.0f}s the engine waits ({failure.describe()})"
+                ) from exc
+            raise ForgeUnreachableError(
+                f"{what} failed after {attempt} attempts: {failure.describe()}"
+            ) from exc
