@@ -21,7 +21,13 @@ from urllib.parse import urlsplit, urlunsplit
 from policyengine.errors import GitError, GitUnreachableError
 from policyengine.gitops.commits import policies_of
 from policyengine.gitops.environment import git_environment
-from policyengine.gitops.fastimport import CommitStream, DeleteFile, FileOperation, SetFile
+from policyengine.gitops.fastimport import (
+    SCRATCH_REF,
+    CommitStream,
+    DeleteFile,
+    FileOperation,
+    SetFile,
+)
 from policyengine.gitops.signing import CommitSigner, SignatureVerifier, sign_chain
 
 log = logging.getLogger(__name__)
@@ -286,6 +292,8 @@ class Workspace:
             git_dir / "shallow.lock",
             git_dir / "refs" / "heads" / f"{self._branch}.lock",
             git_dir / "refs" / "remotes" / "origin" / f"{self._branch}.lock",
+            # fast-import's scratch ref: a pass killed while fast-import moved it
+            git_dir / f"{SCRATCH_REF}.lock",
         )
         for lock in locks:
             if lock.exists():
