@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from policyengine.loadtest.openai import COMPLETIONS, OpenAIStreamClient
 from policyengine.loadtest.payloads import PayloadError, from_metadata, openai_prompts, read_jsonl
-from policyengine.loadtest.reply import TIMEOUT, Reply
+from policyengine.loadtest.reply import CONNECTION, TIMEOUT, Reply
 from policyengine.loadtest.result import (
     Distribution,
     LoadTestResult,
@@ -63,6 +63,7 @@ class _Tally:
     tokens: int = 0
     first_intended: float | None = None
     first_done: float | None = None
+    answered: int = 0
     last_done: float = 0.0
     first_sent: float | None = None
     last_sent: float = 0.0
@@ -108,8 +109,10 @@ async def run(
             state.errors += 1
         if not measured:
             return
-        tally.last_done = max(tally.last_done, done)
-        tally.first_done = done if tally.first_done is None else min(tally.first_done, done)
+        if reply.status not in (TIMEOUT, CONNECTION):  # an answer came, if only an error
+            tally.answered += 1
+            tally.last_done = max(tally.last_done, done)
+            tally.first_done = done if tally.first_done is None else min(tally.first_done, done)
         if not reply.ok:
             tally.statuses[reply.status] = tally.statuses.get(reply.status, 0) + 1
             return
@@ -167,13 +170,17 @@ def _summarise(
     tally: _Tally, schedule: Schedule, protocol: str, target: str, model: str | None
 ) -> LoadTestResult:
     span = schedule.measured_span
-    completed = tally.ok + sum(tally.statuses.values())
+    completed = tally.answered  # timeouts and connection errors are not answers
     # Answers per second over the span in which they arrived (N answers, N-1 gaps from the first
     # to the last): a steady latency cancels out, a server that falls behind and never catches up
     # stretches the span. The sending rate likewise, from the actual send times.
     span_done = tally.last_done - tally.first_done if tally.first_done is not None else 0.0
     achieved = (completed - 1) / span_done if completed > 1 and span_done > 0 else 0.0
-    elapsed = tally.last_done - tally.first_intended if tally.first_intended is not None else 0.0
+    elapsed = (
+        tally.last_done - tally.first_intended
+        if tally.first_intended is not None and tally.first_done is not None
+        else 0.0
+    )
     sending = tally.last_sent - tally.first_sent if tally.first_sent is not None else 0.0
     sent_rps = (tally.sent - 1) / sending if tally.sent > 1 and sending > 0 else 0.0
     ttft = Distribution.of(tally.ttft)
