@@ -3,11 +3,12 @@
 MLServer 1.7.1 (iris, scikit-learn) on 127.0.0.1 is measured at 200, 500 and 1,000 req/s by
 `policyengine loadtest` (open loop, latency from the intended send time) and by wrk 4.1.0 paced
 to the same rate by a Lua `delay()` schedule (closed loop: latency from the actual send). Then the
-coordinated-omission row: MLServer's `stall` model blocks the whole server for 1 s once every
-10 s; the paced wrk and the open loop run at the same rate and their p99 are compared.
+coordinated-omission rows: MLServer's `stall` model blocks the whole server for 1 s once every
+10 s; the paced wrk, the generator's own closed loop and the open loop are compared on p99.
+A first row gives the server's capacity at the time (wrk unpaced): the machine is shared.
 
     python bench/loadtest.py --out loadtest.json [--rates 200,500,1000] [--seconds 10]
-                             [--stall-seconds 30] [--quick]
+                             [--stall-rate 200] [--stall-seconds 60] [--quick]
 
 Needs `make mlserver` (.venv-mlserver) and wrk (`make wrk`). Prints a Markdown table; writes the
 rows {tool, target_rps, achieved_rps, p50_ms, p99_ms, errors} as JSON.
@@ -16,6 +17,7 @@ rows {tool, target_rps, achieved_rps, p50_ms, p99_ms, errors} as JSON.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -23,14 +25,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from policyengine.loadtest.payloads import from_metadata
-from policyengine.loadtest.runner import LoadTestConfig, run_loadtest
+from policyengine.loadtest.runner import LoadTestConfig, run_closed_loop, run_loadtest
 from policyengine.loadtest.schedule import Schedule
+from policyengine.loadtest.v2rest import V2RestClient
 from tests.support.mlserver import IRIS_INPUTS, running_mlserver
 
 # wrk paced to a rate: each request claims the next slot of this thread's schedule and waits for
@@ -80,6 +84,8 @@ def run_wrk(
     if wrk is None:
         raise SystemExit("wrk is not installed: make wrk")
     script = PACED_WRK.replace("BODY", json.dumps(body)).replace("INTERVAL_MS", repr(1000.0 / rate))
+    if rate >= 1e9:  # unpaced
+        script = script.replace("function delay()", "function _paced_delay()")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     try:
@@ -118,7 +124,7 @@ def run_wrk(
 
 
 def run_open_loop(
-    url: str, model: str, rate: float, seconds: float, warmup: float
+    url: str, model: str, rate: float, seconds: float, warmup: float, connections: int
 ) -> dict[str, Any]:
     result = run_loadtest(
         LoadTestConfig(
@@ -126,6 +132,7 @@ def run_open_loop(
             protocol="v2-rest",
             model=model,
             schedule=Schedule(rate=rate, duration=seconds, warmup=warmup),
+            connections=connections,
         )
     )
     latency = result.latency
@@ -135,6 +142,27 @@ def run_open_loop(
         "p50_ms": round(latency.percentiles["p50"], 3) if latency else None,
         "p99_ms": round(latency.percentiles["p99"], 3) if latency else None,
         "errors": result.error_count,
+    }
+
+
+def run_closed(url: str, model: str, seconds: float, body: str, connections: int) -> dict[str, Any]:
+    """The generator's closed loop (`connections` workers, each sends when answered) for contrast."""
+
+    async def measure() -> tuple[Any, float]:
+        async with V2RestClient(url, model, connections=connections) as client:
+            started = time.perf_counter()
+            latency = await run_closed_loop(
+                client.infer, [body.encode()], connections=connections, duration=seconds
+            )
+            return latency, time.perf_counter() - started
+
+    latency, elapsed = asyncio.run(measure())
+    assert latency is not None
+    return {
+        "achieved_rps": round(latency.count / elapsed, 1),
+        "p50_ms": round(latency.percentiles["p50"], 3),
+        "p99_ms": round(latency.percentiles["p99"], 3),
+        "errors": 0,
     }
 
 
@@ -148,35 +176,55 @@ def main() -> int:
     parser.add_argument("--rates", default="200,500,1000")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--connections", type=int, default=8, help="wrk's connections")
-    parser.add_argument("--stall-rate", type=float, default=500.0)
-    parser.add_argument("--stall-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--connections", type=int, default=8, help="connections of both tools (same server load)"
+    )
+    parser.add_argument("--stall-rate", type=float, default=200.0)
+    parser.add_argument("--stall-seconds", type=float, default=60.0)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s per cell")
     args = parser.parse_args()
     seconds = 2.0 if args.quick else args.seconds
     stall_seconds = 12.0 if args.quick else args.stall_seconds
-    rates = [float(r) for r in args.rates.split(",")]
+    rates = [int(r) if float(r) == int(float(r)) else float(r) for r in args.rates.split(",")]
     body = json.dumps(from_metadata({"inputs": IRIS_INPUTS}))
     rows: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-loadtest-") as folder,
         running_mlserver(Path(folder), stall_period=10.0) as server,
     ):
+        # What the server can do right now (wrk unpaced, as fast as it answers): on a shared
+        # machine this says which rates can be held at all.
+        capacity = run_wrk(server.url, "iris", 1e9, min(seconds, 5.0), body, args.connections)
+        rows.append({"tool": "wrk, unpaced (server capacity)", "target_rps": 0, **capacity})
         for rate in rates:
             # wrk's own warm-up: a short run whose figures are dropped.
             run_wrk(server.url, "iris", rate, max(1.0, args.warmup), body, args.connections)
             wrk = run_wrk(server.url, "iris", rate, seconds, body, args.connections)
             rows.append({"tool": "wrk (paced, closed loop)", "target_rps": rate, **wrk})
-            ours = run_open_loop(server.url, "iris", rate, seconds, args.warmup)
+            ours = run_open_loop(server.url, "iris", rate, seconds, args.warmup, args.connections)
             rows.append({"tool": "policyengine loadtest (open loop)", "target_rps": rate, **ours})
             print(rows[-2], rows[-1], file=sys.stderr, flush=True)
-        rate = args.stall_rate
+        rate = int(args.stall_rate) if args.stall_rate == int(args.stall_rate) else args.stall_rate
         stall_wrk = run_wrk(server.url, "stall", rate, stall_seconds, body, args.connections)
-        rows.append({"tool": "wrk, server stalls 1 s every 10 s", "target_rps": rate, **stall_wrk})
-        stall_ours = run_open_loop(server.url, "stall", rate, stall_seconds, 0.0)
         rows.append(
             {
-                "tool": "policyengine, server stalls 1 s every 10 s",
+                "tool": "wrk (paced, closed loop), server stalls 1 s every 10 s",
+                "target_rps": rate,
+                **stall_wrk,
+            }
+        )
+        closed = run_closed(server.url, "stall", stall_seconds, body, args.connections)
+        rows.append(
+            {
+                "tool": "policyengine closed loop (unpaced), server stalls 1 s every 10 s",
+                "target_rps": 0,
+                **closed,
+            }
+        )
+        stall_ours = run_open_loop(server.url, "stall", rate, stall_seconds, 0.0, args.connections)
+        rows.append(
+            {
+                "tool": "policyengine loadtest (open loop), server stalls 1 s every 10 s",
                 "target_rps": rate,
                 **stall_ours,
             }
@@ -191,7 +239,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for row in rows:
         print(
-            f"| {row['tool']} | {row['target_rps']:g} | {row['achieved_rps']:.1f} | "
+            f"| {row['tool']} | {row['target_rps'] or 'max'} | {row['achieved_rps']:.1f} | "
             f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} |"
         )
     for rate in rates:
