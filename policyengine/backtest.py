@@ -11,7 +11,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +24,7 @@ from policyengine.gitops.repo import GitCredentials, Workspace
 from policyengine.gitops.status import status_path
 from policyengine.metrics.prometheus import PrometheusProvider
 from policyengine.metrics.provider import MetricsProvider
+from policyengine.metrics.settings import ProviderSettings
 from policyengine.policy.duration import format_duration
 from policyengine.policy.loader import load_tree
 from policyengine.policy.models import Provider, ReleasePolicy
@@ -179,6 +180,7 @@ def backtest_repository(
     branch: str = "main",
     prometheus_url: str | None = None,
     fresh: bool = False,
+    known_providers: Mapping[str, ProviderSettings] | None = None,
 ) -> Backtest:
     """Replay a policy of `repo` (a working tree, a bare repository or a URL) over `instants`.
 
@@ -192,7 +194,9 @@ def backtest_repository(
         settings = source.provider if source else Provider()
         key = settings.model_dump_json()
         if key not in providers:
-            providers[key] = PrometheusProvider.from_settings(settings, prometheus_url)
+            providers[key] = PrometheusProvider.from_settings(
+                settings, prometheus_url, known=known_providers
+            )
         return providers[key]
 
     with scratch_copy(repo, branch) as (root, head):

@@ -8,6 +8,7 @@ round trip stays for the files the pass rewrites and for every error message.
 from __future__ import annotations
 
 import gc
+import os
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import yaml
 
 from policyengine.errors import RenderError
 from policyengine.gitops.status import parse_status
+from policyengine.limits import read_repository_text
 from policyengine.policy.loader import (
     CONFIG_ROOT_MARKER,
     YAML_SUFFIXES,
@@ -194,7 +196,7 @@ class DocumentCache:
         kept: dict[tuple[str, str, str], FileLoad] = {}
         for path in files:
             mode, blob = entries[path]
-            if mode == _SYMLINK_MODE and not (root / path).is_file():
+            if mode == _SYMLINK_MODE and (root / path).is_dir():
                 continue  # a link to a folder: the walk does not list it as a file
             key = (path, blob, config_root_of(path, roots))
             load = self._loads.get(key) if mode in _REGULAR_FILE_MODES else None
@@ -310,15 +312,15 @@ class DocumentCache:
     def status(self, root: Path, path: str) -> ReleaseStatus | None:
         """The release status committed at `path`, None when there is none."""
         if self.entries is None:
-            file = root / path
-            return parse_status(file.read_text(encoding="utf-8")) if file.exists() else None
+            exists = os.path.lexists(root / path)
+            return parse_status(read_repository_text(root, path)) if exists else None
         if path not in self.entries:
             return None
         blob = self._blob(path)
         if blob is not None and blob in self._statuses:
             self.stats.statuses_reused += 1
             return self._statuses[blob]
-        status = parse_status((root / path).read_text(encoding="utf-8"))
+        status = parse_status(read_repository_text(root, path))
         self.stats.statuses_parsed += 1
         if blob is not None:
             self._statuses[blob] = status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ from policyengine.gitops.history import release_history, render_history_json, re
 from policyengine.gitops.pullrequests import FORGE_ENV, FORGE_REPO_ENV, FORGE_URL_ENV, WriteMode
 from policyengine.gitops.signing import ALLOWED_SIGNERS_ENV, SIGNING_KEY_ENV
 from policyengine.gitops.status import parse_status
+from policyengine.metrics.settings import PROVIDERS_ENV, load_provider_settings
 from policyengine.plan_output import plan_json, plan_markdown, plan_text
 from policyengine.policy.duration import parse_duration
 from policyengine.policy.loader import find_repository_root, load_tree
@@ -34,6 +36,8 @@ from policyengine.policy.validation import check_repository
 from policyengine.reconciler import Engine, EngineSettings, PassPlan, PassResult
 from policyengine.routekey import SEED_KEY, parse_weights, release_seed, route_key
 from policyengine.terminal import ReleaseBars, Terminal
+
+log = logging.getLogger("policyengine")
 
 
 class EngineGroup(click.Group):
@@ -130,9 +134,17 @@ def _parse_now(value: str | None) -> datetime:
         return datetime.now(UTC)
     text = value.strip()
     try:
-        return datetime.fromtimestamp(float(text), UTC)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):  # 1e20, nan, inf: no such instant
+            raise click.BadParameter(
+                f"{value!r} is not an instant a clock can show (unix seconds out of range)",
+                param_hint="--now",
+            ) from None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -191,6 +203,14 @@ def engine_options(function: Callable[..., Any]) -> Callable[..., Any]:
             envvar="POLICYENGINE_PROMETHEUS_URL",
             help="Prometheus base URL, overriding every policy's spec.metrics.provider.url "
             "[env POLICYENGINE_PROMETHEUS_URL].",
+        ),
+        click.option(
+            "--providers",
+            "providers_file",
+            envvar=PROVIDERS_ENV,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="YAML file of the metrics providers (URL and credentials) that policies may "
+            "name in spec.metrics.provider.name [env POLICYENGINE_PROVIDERS].",
         ),
         click.option(
             "--now",
@@ -272,6 +292,7 @@ def _engine(
     cache_dir: Path | None,
     prometheus_url: str | None,
     gate: dict[str, Any] | None = None,
+    providers_file: Path | None = None,
 ) -> Engine:
     remote = _repo_argument(repo)
     context = click.get_current_context(silent=True)
@@ -281,6 +302,7 @@ def _engine(
         branch=branch,
         cache_dir=cache_dir or _default_cache_dir(remote, branch),
         prometheus_url=prometheus_url,
+        providers=load_provider_settings(providers_file) if providers_file else {},
         author=(
             os.environ.get("POLICYENGINE_AUTHOR_NAME", "policyengine"),
             os.environ.get("POLICYENGINE_AUTHOR_EMAIL", "policyengine@users.noreply.local"),
@@ -303,6 +325,8 @@ def _engine(
 
 
 def _echo_problems(plan: PassPlan) -> None:
+    for notice in plan.notices:
+        click.echo(f"warning: {notice}", err=True)
     for issue in plan.load_errors:
         click.echo(str(issue), err=True)
     for policy in plan.policies:
@@ -326,13 +350,14 @@ def plan(
     branch: str,
     cache_dir: Path | None,
     prometheus_url: str | None,
+    providers_file: Path | None,
     now_text: str | None,
     output: str,
     **gate: Any,
 ) -> None:
     """Dry run: each policy's decision and the diff it would commit. Writes nothing."""
     now = _parse_now(now_text)
-    pass_plan = _engine(repo, branch, cache_dir, prometheus_url, gate).plan(now)
+    pass_plan = _engine(repo, branch, cache_dir, prometheus_url, gate, providers_file).plan(now)
     if output == "text":
         Terminal().plan(pass_plan, plan_text(pass_plan))
     else:
@@ -361,6 +386,7 @@ def reconcile(
     branch: str,
     cache_dir: Path | None,
     prometheus_url: str | None,
+    providers_file: Path | None,
     now_text: str | None,
     once: bool,
     interval_text: str | None,
@@ -369,7 +395,7 @@ def reconcile(
     """Decide every policy and write the decisions to Git (one commit each, one push)."""
     if once == (interval_text is not None):
         raise click.UsageError("give exactly one of --once and --interval")
-    engine = _engine(repo, branch, cache_dir, prometheus_url, gate)
+    engine = _engine(repo, branch, cache_dir, prometheus_url, gate, providers_file)
     if once:
         result = engine.reconcile_once(_parse_now(now_text))
         _report_pass(result)
@@ -481,6 +507,7 @@ def run(
     branch: str,
     cache_dir: Path | None,
     prometheus_url: str | None,
+    providers_file: Path | None,
     now_text: str | None,
     interval_text: str,
     listen: str,
@@ -506,7 +533,7 @@ def run(
     host, _, port_text = listen.rpartition(":")
     if not host or not port_text.isdigit():
         raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--listen")
-    engine = _engine(repo, branch, cache_dir, prometheus_url, gate)
+    engine = _engine(repo, branch, cache_dir, prometheus_url, gate, providers_file)
     metrics = ControllerMetrics()
     leaser = None
     if shards:
@@ -741,6 +768,13 @@ def demo(seed: int, keep: Path | None, report_path: Path | None, metrics: str) -
     help="Prometheus base URL, overriding the policy's spec.metrics.provider.url.",
 )
 @click.option(
+    "--providers",
+    "providers_file",
+    envvar=PROVIDERS_ENV,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML file of the metrics providers policies may name [env POLICYENGINE_PROVIDERS].",
+)
+@click.option(
     "--fresh",
     is_flag=True,
     help="Ignore the release status at the head: replay as a new release from --from.",
@@ -754,6 +788,7 @@ def backtest(
     repo: str,
     branch: str,
     prometheus_url: str | None,
+    providers_file: Path | None,
     fresh: bool,
     output: str,
 ) -> None:
@@ -783,6 +818,7 @@ def backtest(
         branch=branch,
         prometheus_url=prometheus_url,
         fresh=fresh,
+        known_providers=load_provider_settings(providers_file) if providers_file else None,
     )
     click.echo((backtest_json if output == "json" else backtest_text)(result), nl=False)
 

@@ -27,6 +27,7 @@ from policyengine.gitops.pullrequests import (
 )
 from policyengine.gitops.repo import GitCredentials, Workspace
 from policyengine.gitops.status import parse_status, status_path
+from policyengine.limits import read_repository_text
 from policyengine.loadtest.gate import PerformanceGates
 from policyengine.policy.loader import LoadedPolicy
 from policyengine.policy.models import ReleasePolicy
@@ -209,6 +210,6 @@ def _recorded_status(workspace: Workspace, policy_key: str) -> ReleaseStatus | N
     if not path.is_file():
         return None
     try:
-        return parse_status(path.read_text(encoding="utf-8"))
+        return parse_status(read_repository_text(workspace.root, status_path(policy_key)))
     except PolicyEngineError:
         return None

@@ -11,7 +11,8 @@ import difflib
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -31,16 +32,19 @@ from policyengine.errors import (
     StorageUnavailableError,
 )
 from policyengine.gating import OPEN_GATE, PolicyGate, gated_outcome, gated_status
-from policyengine.gitops.commits import engine_commit_message
+from policyengine.gitops.commits import engine_commit_message, format_rfc3339
+from policyengine.gitops.environment import git_environment
 from policyengine.gitops.repo import GitCredentials, Workspace
 from policyengine.gitops.signing import CommitSigner, SignatureVerifier
-from policyengine.gitops.status import dump_status, status_path
+from policyengine.gitops.status import STATUS_DIR, dump_status, status_path
 from policyengine.golden.archive import archive_evidence
 from policyengine.golden.gate import GateResult, run_golden_gate, run_payload_drift
+from policyengine.limits import UnsafeFileError, check_writable, read_repository_text
 from policyengine.metrics.catalog import metrics_of
 from policyengine.metrics.collector import MetricNeed, collect, needs_of
 from policyengine.metrics.prometheus import PrometheusProvider
 from policyengine.metrics.provider import MetricsProvider
+from policyengine.metrics.settings import ProviderSettings
 from policyengine.policy.loader import LoadedPolicy, PolicyIssue
 from policyengine.policy.models import ManifestRef, MetricSet, Provider, ReleasePolicy
 from policyengine.report import evidence_markdown
@@ -98,6 +102,7 @@ class PassPlan:
     head: str
     policies: tuple[PolicyPlan, ...]
     load_errors: tuple[PolicyIssue, ...] = ()
+    notices: tuple[str, ...] = ()  # what the pass tells beside its decisions (orphaned releases)
 
     @property
     def exit_code(self) -> int:
@@ -128,7 +133,8 @@ class ManifestTexts:
 
     def get(self, path: str) -> str:
         if path not in self.texts:
-            text = (self.root / path).read_text(encoding="utf-8")
+            # Links, size, UTF-8, alias bombs and depth are refused here, as that policy's error.
+            text = read_repository_text(self.root, path)
             self.texts[path] = text
             self.originals[path] = text
         return self.texts[path]
@@ -146,8 +152,13 @@ def plan_pass(
     cache: DocumentCache | None = None,
     trailers: Mapping[str, str] | None = None,
     golden_checks: GoldenChecks | None = None,
+    known_keys: Iterable[str] | None = None,
+    owns: Callable[[str], bool] | None = None,
 ) -> PassPlan:
     """Decide every policy as of `now` from the files under `root`; writes nothing.
+
+    `known_keys`: every valid policy of the repository (a sharded pass decides only those it
+    `owns`); a release whose key is not among them is reported as abandoned.
 
     `gates`: what Argo CD and the forge said per policy (gatekeeper.py), applied before deciding.
     `cache`: documents parsed in earlier passes (the engine's); without it every file is read.
@@ -159,11 +170,15 @@ def plan_pass(
     manifests = ManifestTexts(root)
     observed: dict[str, tuple[ReleaseStatus, TrafficSplit]] = {}
     failures: dict[str, PolicyPlan] = {}
+    abandoned: dict[str, str] = {}  # policy key -> what became of its previous release
     for item in loaded:
         try:
             current = _read_split(item, manifests, cache)
+            check_writable(root, status_path(item.policy.key))
             previous = cache.status(root, status_path(item.policy.key))
             status = begin(item.policy, previous, current, now)
+            if previous is not None and previous.release_id != status.release_id:
+                abandoned[item.key] = _abandoned(previous)
             gate = gates.get(item.key, OPEN_GATE)
             if gate.error is not None:
                 failures[item.key] = PolicyPlan(
@@ -173,8 +188,11 @@ def plan_pass(
             observed[item.key] = (gated_status(status, gate), current)
         except PolicyEngineError as error:
             failures[item.key] = PolicyPlan(item.key, item.path, error=str(error))
+        except Exception as error:  # a bug or a library's surprise must not stop the others
+            log.exception("policy %s failed unexpectedly", item.key)
+            failures[item.key] = PolicyPlan(item.key, item.path, error=_internal(error))
 
-    observations = _observe(loaded, observed, metric_sets, provider_for, now, gates)
+    observations = _observe(loaded, observed, metric_sets, provider_for, now, gates, failures)
     golden: dict[str, GateResult] = {}
     for item in loaded:
         if golden_checks is None or item.key not in observed or item.policy.spec.golden is None:
@@ -186,6 +204,9 @@ def plan_pass(
             golden[item.key] = golden_checks(item.policy, status)
         except PolicyEngineError as error:
             failures[item.key] = PolicyPlan(item.key, item.path, error=str(error))
+        except Exception as error:  # an object store's surprise fails this policy alone
+            log.exception("policy %s failed unexpectedly", item.key)
+            failures[item.key] = PolicyPlan(item.key, item.path, error=_internal(error))
 
     plans: list[PolicyPlan] = []
     for item in loaded:
@@ -206,16 +227,63 @@ def plan_pass(
                     gates.get(item.key, OPEN_GATE),
                     trailers or {},
                     golden.get(item.key),
+                    abandoned.get(item.key, ""),
                 )
             )
         except PolicyEngineError as error:
             plans.append(PolicyPlan(item.key, item.path, current=current, error=str(error)))
         except Exception as error:  # a bug in one policy's path must not stop the others
             log.exception("policy %s failed unexpectedly", item.key)
-            plans.append(
-                PolicyPlan(item.key, item.path, current=current, error=f"internal error: {error!r}")
+            plans.append(PolicyPlan(item.key, item.path, current=current, error=_internal(error)))
+    keys = set(known_keys) if known_keys is not None else {item.key for item in loaded}
+    notices = tuple(
+        notice
+        for key, notice in _orphaned_releases(root, cache, keys, bool(load_errors))
+        if owns is None or owns(key)
+    )
+    return PassPlan(
+        now=now,
+        head=head,
+        policies=tuple(plans),
+        load_errors=tuple(load_errors),
+        notices=notices,
+    )
+
+
+def _orphaned_releases(
+    root: Path, cache: DocumentCache, keys: set[str], errors: bool
+) -> list[tuple[str, str]]:
+    """Releases under way whose policy is no longer among the valid ones: said every pass, so
+    that a deleted policy never leaves a half-done split looking managed."""
+    if cache.entries is None:
+        return []
+    notices = []
+    prefix = STATUS_DIR + "/"
+    for path in sorted(cache.entries):
+        if not path.startswith(prefix) or not path.endswith(".yaml"):
+            continue
+        key = path[len(prefix) : -len(".yaml")]
+        if key in keys or key.count("/") != 1:
+            continue
+        try:
+            status = cache.status(root, path)
+        except PolicyEngineError:
+            continue
+        if status is None or status.phase is not Phase.PROGRESSING:
+            continue
+        why = (
+            "no valid policy defines it (deleted, or failing validation above)"
+            if errors
+            else "its policy was deleted"
+        )
+        notices.append(
+            (
+                key,
+                f"{key}: the release at {status.split.trailer()} is abandoned: {why}; the "
+                "weights are left as they are (restore the policy to resume, or set them by hand)",
             )
-    return PassPlan(now=now, head=head, policies=tuple(plans), load_errors=tuple(load_errors))
+        )
+    return notices
 
 
 def manifest_path(item: LoadedPolicy, ref: ManifestRef, repo_root: Path) -> str:
@@ -251,8 +319,14 @@ def _observe(
     provider_for: ProviderFactory,
     now: datetime,
     gates: Mapping[str, PolicyGate],
+    failures: dict[str, PolicyPlan],
 ) -> dict[str, Observations]:
-    """Metrics of every policy that is releasing, batched: one query per template per provider."""
+    """Metrics of every policy that is releasing, batched: one query per template per provider.
+
+    A policy whose provider cannot be set up (an unknown provider name, a secret that cannot be
+    read) fails alone, recorded in `failures`; an unexpected failure while collecting from one
+    provider is that provider's policies' error, never the pass's.
+    """
     needs_by_provider: dict[str, tuple[MetricsProvider, list[MetricNeed]]] = {}
     for item in loaded:
         spec = item.policy.spec
@@ -263,17 +337,66 @@ def _observe(
             continue
         if not gates.get(item.key, OPEN_GATE).measures(status):
             continue  # the metrics would describe a split that is not live yet
-        metric_set, metrics = metrics_of(item.policy, metric_sets)
-        needs = needs_of(item.policy, metric_set, metrics, since=status.release_started_at)
-        if not needs:
+        try:
+            # The provider first: a name missing from the operator's settings is reported on
+            # the first pass, not when the first measurement is due.
+            provider = provider_for(item.policy)
+            metric_set, metrics = metrics_of(item.policy, metric_sets)
+            needs = needs_of(item.policy, metric_set, metrics, since=status.release_started_at)
+            if not needs:
+                continue
+        except PolicyEngineError as error:
+            failures[item.key] = PolicyPlan(item.key, item.path, error=str(error))
             continue
-        provider = provider_for(item.policy)
+        except Exception as error:
+            log.exception("policy %s failed unexpectedly", item.key)
+            failures[item.key] = PolicyPlan(item.key, item.path, error=_internal(error))
+            continue
         _, bucket = needs_by_provider.setdefault(provider.url, (provider, []))
         bucket.extend(needs)
     observations: dict[str, Observations] = {}
+    paths = {item.key: item.path for item in loaded}
     for provider, needs in needs_by_provider.values():
-        observations.update(collect(provider, needs, now))
+        start_budget = getattr(provider, "new_pass", None)  # PrometheusProvider's pass budget
+        if callable(start_budget):
+            start_budget()
+        try:
+            observations.update(collect(provider, needs, now))
+        except Exception as error:
+            log.exception("collecting metrics from %s failed unexpectedly", provider.url)
+            for key in {need.policy_key for need in needs}:
+                failures[key] = PolicyPlan(key, paths[key], error=_internal(error))
     return observations
+
+
+def _abandoned(previous: ReleaseStatus) -> str:
+    """What became of a release whose candidate the policy no longer names."""
+    if previous.phase is not Phase.PROGRESSING:
+        return f"a new release begins (the previous one ended {previous.phase})"
+    return (
+        f"the release under way at {previous.split.trailer()} was abandoned: the policy now "
+        "names other candidate versions, so a new release begins from the current weights"
+    )
+
+
+def _clone_is_sound(folder: Path) -> bool:
+    """Whether git can read the clone's HEAD commit (its refs and objects are there)."""
+    try:
+        completed = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
+            capture_output=True,
+            env=git_environment(),
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return completed.returncode == 0
+
+
+def _internal(error: BaseException) -> str:
+    """An unexpected exception as one policy's error: its type and message, never a traceback."""
+    return f"internal error: {type(error).__name__}: {str(error)[:500]}"
 
 
 def _plan_policy(
@@ -287,7 +410,9 @@ def _plan_policy(
     gate: PolicyGate = OPEN_GATE,
     trailers: Mapping[str, str] | None = None,
     golden: GateResult | None = None,
+    restarted: str = "",
 ) -> PolicyPlan:
+    """`restarted`: why an earlier release of this policy was abandoned, told with the decision."""
     policy = item.policy
     assessment = NO_OBJECTIVES
     unreachable = gate.unreachable
@@ -313,6 +438,8 @@ def _plan_policy(
         unreachable = unreachable or golden.unreachable
         golden_evidence = golden.markdown
     gated = gated_outcome(policy, status, gate)
+    record: ReleaseStatus | None = None  # a status to write although the decision is a hold
+    overridden_at = status.extra.get(OVERRIDDEN_AT)
     if gated is not None:
         outcome = gated
     elif golden is not None and golden.hold_reasons and status.step < 0:
@@ -337,8 +464,38 @@ def _plan_policy(
             status.phase,
             status.step,
         )
+        if overridden_at is None:
+            # Noted once, with the engine's own weights kept, so that the time spent overridden
+            # is known when the weights come back.
+            record = replace(
+                status,
+                extra={**status.extra, OVERRIDDEN_AT: format_rfc3339(now)},
+                last_decision=Decision.HOLD,
+                last_reason=outcome.reason,
+                evaluated_at=now,
+            )
+    elif overridden_at is not None and status.phase is Phase.PROGRESSING:
+        outcome = Outcome(
+            Decision.HOLD,
+            f"the manifests are back at {current.trailer()}, as the engine last wrote them, after "
+            f"a person changed the weights at {overridden_at}: the step's dwell restarts now (the "
+            "time overridden does not count)",
+            status.split,
+            status.phase,
+            status.step,
+        )
+        record = replace(
+            status,
+            step_started_at=now,
+            extra={k: v for k, v in status.extra.items() if k != OVERRIDDEN_AT},
+            last_decision=Decision.HOLD,
+            last_reason=outcome.reason,
+            evaluated_at=now,
+        )
     else:
         outcome = decide(policy, status, assessment, now)
+    if restarted:
+        outcome = replace(outcome, reason=f"{restarted}; {outcome.reason}")
     log.info("%s %s %s: %s", policy.key, outcome.decision, outcome.split.trailer(), outcome.reason)
     plan = PolicyPlan(
         key=item.key,
@@ -354,14 +511,20 @@ def _plan_policy(
             if part
         ),
     )
-    if not _changes_anything(status, outcome):
-        return plan
-    changes = _render(item, outcome.split, manifests) if not outcome.split.same_as(current) else {}
-    after = replace(apply(status, outcome, now), evidence=plan.evidence)
-    if gate.extra and gate.applies_to(status):
-        after = replace(after, extra={**after.extra, **dict(gate.extra)})
     status_file = status_path(policy.key)
-    changes[status_file] = dump_status(after)
+    if record is not None:
+        changes: dict[str, str] = {status_file: dump_status(record)}
+        after = record
+    elif not _changes_anything(status, outcome):
+        return plan
+    else:
+        changes = (
+            _render(item, outcome.split, manifests) if not outcome.split.same_as(current) else {}
+        )
+        after = replace(apply(status, outcome, now), evidence=plan.evidence)
+        if gate.extra and gate.applies_to(status):
+            after = replace(after, extra={**after.extra, **dict(gate.extra)})
+        changes[status_file] = dump_status(after)
     diffs = {
         path: _diff(path, manifests.originals.get(path, ""), text)
         for path, text in changes.items()
@@ -377,6 +540,11 @@ def _plan_policy(
         extra_trailers={"Release-Id": status.release_id, **(trailers or {})},
     )
     return replace(plan, changes=changes, diffs=diffs, message=message, status=after)
+
+
+OVERRIDDEN_AT = "weightsOverriddenAt"
+"""Status `extra` key: when the engine first saw weights it did not write (finding: the time a
+person's weights were live must not count as the step's dwell once they are put back)."""
 
 
 def _is_unreachable(observations: Observations) -> bool:
@@ -429,6 +597,8 @@ class EngineSettings:
     cache_dir: Path
     branch: str = "main"
     prometheus_url: str | None = None  # overrides every policy's provider URL
+    # The operator's providers, by name: the only credentials a policy can use (by naming one).
+    providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
     author: tuple[str, str] = ("policyengine", "policyengine@users.noreply.local")
     push_attempts: int = 5
     # s3://bucket/prefix: every decision's evidence (JSON and HTML) is kept there, and the commit
@@ -482,7 +652,7 @@ class Engine:
         self.settings = settings
         self._credentials = credentials
         self._gatekeeper = gatekeeper
-        self._provider_factory = provider_factory or _prometheus_provider
+        self._provider_factory = provider_factory or self._prometheus_provider
         self._providers: dict[tuple[str | None, str], MetricsProvider] = {}
         self._workspace: Workspace | None = None
         self._documents = DocumentCache()  # parsed files by blob id, reused pass after pass
@@ -496,8 +666,16 @@ class Engine:
         """The cache clone, fetched and reset to the remote branch."""
         if self._workspace is None:
             self._workspace = self._open_workspace()
-        else:
+            return self._workspace
+        try:
             self._workspace.refresh()
+        except GitError as error:
+            # The remote may be away for a while, or the clone itself broken under a running
+            # loop (a disk cleaner, a killed git): open it again, re-cloning if it is unusable,
+            # so that the loop recovers on its own once the remote answers.
+            log.warning("refreshing the cache clone failed (%s); opening it again", error)
+            self._workspace = None
+            self._workspace = self._open_workspace()
         return self._workspace
 
     @property
@@ -524,6 +702,12 @@ class Engine:
                 self.settings.repo, cache, self.settings.branch, credentials, signer=self._signer
             )
 
+        if (cache / ".git").is_dir() and not _clone_is_sound(cache):
+            # A broken clone fails even its fetch, which would read as "remote unreachable"
+            # for ever: the clone is the engine's own and disposable, so start it afresh.
+            log.warning("cache clone %s is broken; cloning it again", cache)
+            shutil.rmtree(cache)
+
         try:
             return open_cache()
         except GitUnreachableError:
@@ -549,6 +733,14 @@ class Engine:
         if key not in self._providers:
             self._providers[key] = self._provider_factory(policy, self.settings.prometheus_url)
         return self._providers[key]
+
+    def _prometheus_provider(
+        self, policy: ReleasePolicy, url_override: str | None
+    ) -> MetricsProvider:
+        source = policy.spec.metrics
+        return PrometheusProvider.from_settings(
+            source.provider if source else Provider(), url_override, known=self.settings.providers
+        )
 
     def plan(self, now: datetime, scope: PassScope | None = None) -> PassPlan:
         """Steps 1-5 on the remote's current head; nothing is written anywhere."""
@@ -577,6 +769,8 @@ class Engine:
             cache=self._documents,
             trailers=scope.trailers if scope is not None else None,
             golden_checks=self._golden_checks,
+            known_keys=[item.key for item in report.policies],
+            owns=scope.owns if scope is not None else None,
         )
 
     def _golden_checks(self, policy: ReleasePolicy, status: ReleaseStatus) -> GateResult:
@@ -590,17 +784,32 @@ class Engine:
         workspace = self.workspace
         plan = self._plan_on(workspace, now, scope)
         commits: list[str] = []
+        refused: dict[str, str] = {}
         for policy_plan in plan.policies:
             if not policy_plan.writes or self._proposes(policy_plan):
                 continue
-            sha = workspace.commit(
-                {path: text.encode("utf-8") for path, text in policy_plan.changes.items()},
-                self._archived(policy_plan, now),
-                self.settings.author,
-                now,
-            )
+            try:
+                sha = workspace.commit(
+                    {path: text.encode("utf-8") for path, text in policy_plan.changes.items()},
+                    self._archived(policy_plan, now),
+                    self.settings.author,
+                    now,
+                )
+            except UnsafeFileError as error:  # nothing was written: this policy fails alone
+                refused[policy_plan.key] = str(error)
+                continue
             if sha is not None:
                 commits.append(sha)
+        if refused:
+            plan = replace(
+                plan,
+                policies=tuple(
+                    replace(p, error=refused[p.key], changes={}, diffs={})
+                    if p.key in refused
+                    else p
+                    for p in plan.policies
+                ),
+            )
         if not commits:
             return PassResult(plan, proposals=self._propose(workspace, plan, now))
         if scope is None:

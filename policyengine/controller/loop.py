@@ -136,6 +136,12 @@ class Controller:
             failure, message = "prometheus-error", str(error)
         except PolicyEngineError as error:
             failure, message = "error", str(error)
+        except Exception as error:
+            # Policies fail one by one inside the pass; this is what is left (a library's
+            # surprise outside any policy). The loop must outlive it: say what, then go on.
+            log.exception("the pass failed unexpectedly")
+            failure = "error"
+            message = f"the pass failed: {type(error).__name__}: {str(error)[:500]}"
         finally:
             if self._scopes is not None:
                 self._scopes.end_pass()

@@ -29,6 +29,7 @@ from policyengine.gitops.fastimport import (
     SetFile,
 )
 from policyengine.gitops.signing import CommitSigner, SignatureVerifier, sign_chain
+from policyengine.limits import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -386,6 +387,9 @@ class Workspace:
         for path in changes:
             content = changes[path]
             target = self._root / _validated_path(path)
+            # A committed link (`.policyengine/status -> /somewhere`) would take the write out of
+            # the repository: refuse before anything is written.
+            check_writable(self._root, path)
             current = target.read_bytes() if target.is_file() else None
             if content == current:
                 continue  # the work tree equals HEAD, so this path would not change

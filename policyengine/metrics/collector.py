@@ -250,7 +250,10 @@ def collect(
             # One refused connection answers for the rest: retrying each would only add delay.
             parts[query.key].append(unreachable)
             continue
-        result = provider.query_range(query.promql, query.start, query.end, query.step)
+        result = plausible(
+            provider.query_range(query.promql, query.start, query.end, query.step),
+            counts=query.key.counts,
+        )
         if result.status is DataStatus.UNREACHABLE:
             unreachable = result
         parts[query.key].append(result)
@@ -581,3 +584,48 @@ def _seconds(moment: datetime) -> float:
 
 def _at(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+MAX_COUNT = 1e15
+"""More events than this in one window is not a count but broken data (a billion requests a
+second for a week fits well below it)."""
+
+
+def plausible(result: QueryResult, counts: bool) -> QueryResult:
+    """The answer, unless it holds a count no counter can produce: then the provider is failing.
+
+    Counts (events, totals, buckets) are finite, not negative and below `MAX_COUNT`; an answer
+    with anything else is refused whole, naming the series, so that 1e308 errors against 1,000
+    requests holds the release instead of rolling it back on data that cannot be true. A gauge
+    may be negative; its NaN (a 0/0 ratio) is "no value" and dropped with the infinities.
+    """
+    if result.status is not DataStatus.OK:
+        return result
+    if not counts:
+        kept = []
+        for series in result.series:
+            points = tuple(p for p in series.points if math.isfinite(p.value))
+            if points:
+                kept.append(Series(series.labels, points))
+        if len(kept) == len(result.series) and all(
+            len(a.points) == len(b.points) for a, b in zip(kept, result.series, strict=True)
+        ):
+            return result
+        if not kept:
+            return QueryResult(DataStatus.NO_DATA, message=result.message, query=result.query)
+        return QueryResult(
+            DataStatus.OK, series=tuple(kept), message=result.message, query=result.query
+        )
+    for series in result.series:
+        for at, value in series.points:
+            if math.isfinite(value) and 0 <= value <= MAX_COUNT:
+                continue
+            labels = ", ".join(f"{k}={v!r}" for k, v in sorted(series.labels.items()))
+            return QueryResult(
+                DataStatus.UNREACHABLE,
+                message=f"impossible count {value!r} in series {{{labels}}} at "
+                f"{at.isoformat()} (a count is finite, 0 <= n <= {MAX_COUNT:g}): the data is "
+                f"broken, not measured; holding: {result.query}",
+                query=result.query,
+            )
+    return result

@@ -7,7 +7,9 @@ ruamel.yaml round-trip, whose `.lc` gives the line and column of every key and i
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
+import sys
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from policyengine.limits import MAX_DEPTH, MAX_EXPANDED_NODES, MAX_FILE_BYTES, yaml_limit_problem
 from policyengine.policy.models import API_VERSION, POLICY_KINDS, MetricSet, ReleasePolicy
 from policyengine.policy.validation import (
     FieldPath,
@@ -45,10 +48,6 @@ __all__ = [
     "policy_files",
 ]
 
-MAX_FILE_BYTES = 1024 * 1024
-"""Files above this size are refused before parsing: policies are a few kilobytes."""
-MAX_EXPANDED_NODES = 100_000
-"""Documents whose aliases expand beyond this many nodes are refused (billion laughs)."""
 POLICY_API_GROUP = API_VERSION.split("/", 1)[0] + "/"
 CONFIG_ROOT_MARKER = ".policyengine"
 """A folder holding this one (where the engine keeps release status) is a config repository's root."""
@@ -243,6 +242,25 @@ class _StrictLoader(yaml.CSafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _link_problem(path: Path, repo_root: Path) -> str | None:
+    """Why a symbolic link is not read ("" when it is skipped quietly), None for other files.
+
+    A link to a regular file inside the repository is skipped: its target is read at its own
+    path. A link out of the repository (`/etc/passwd`, `/dev/zero`, a policy kept elsewhere) is
+    refused and reported: policies come only from the repository's own files.
+    """
+    if not path.is_symlink():
+        return None
+    target = os.readlink(path)
+    resolved = path.resolve()
+    if resolved.is_relative_to(repo_root.resolve()) and (resolved.is_file() or resolved.is_dir()):
+        return ""
+    return (
+        f"a symbolic link to {target}, outside the repository or not a regular file; not read "
+        "(the engine reads only the repository's own files)"
+    )
+
+
 def _mark_position(mark: Any) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1)
 
@@ -271,14 +289,21 @@ def load_file(path: Path, repo_root: Path, max_bytes: int = MAX_FILE_BYTES) -> F
     def file_error(message: str, line: int = 1, column: int = 1) -> FileLoad:
         return FileLoad(display, (), (PolicyIssue(display, line, column, "", message),))
 
+    link = _link_problem(path, repo_root)
+    if link is not None:
+        return file_error(link) if link else FileLoad(display, (), ())
     try:
-        size = path.stat().st_size
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            return file_error("not a regular file; not read")
+        size = info.st_size
         if size > max_bytes:
             return file_error(
                 f"file is {size} bytes, above the limit of {max_bytes} bytes "
                 f"({max_bytes // 1024} KiB) for policy files; not parsed"
             )
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            raw = handle.read(max_bytes + 1)
     except OSError as error:
         return file_error(f"cannot read the file: {error.strerror or error}")
     if len(raw) > max_bytes:  # grew since stat
@@ -294,6 +319,12 @@ def load_file(path: Path, repo_root: Path, max_bytes: int = MAX_FILE_BYTES) -> F
             line,
             column,
         )
+    if "*" in text or sum(text.count(c) for c in "[{-:") >= MAX_DEPTH:
+        # Alias expansion is judged per document below (a policy may not use aliases at all);
+        # here only what would stop the parser itself: nesting deeper than it can recurse.
+        deep = yaml_limit_problem(text, max_nodes=sys.maxsize)
+        if deep is not None:
+            return file_error(deep[2], deep[0], deep[1])
     documents: list[LoadedPolicy | LoadedMetricSet] = []
     errors: list[PolicyIssue] = []
     loader = _StrictLoader(text)
@@ -382,12 +413,11 @@ def _document(
     """One document: a loaded policy document, its errors, or None when it is not ours."""
     start = _mark_position(node.start_mark)
     locator = FieldLocator(source, doc_index, start)
-    kind = data.get("kind") if isinstance(data, dict) else None
+    kind_value = data.get("kind") if isinstance(data, dict) else None
+    # A Helm values file may well have `kind:` as a map or a list: not ours, and no crash.
+    kind = kind_value if isinstance(kind_value, str) else None
     api_version = data.get("apiVersion") if isinstance(data, dict) else None
-    # kind may be any YAML value, a list or a mapping too (unhashable): test its type first
-    ours = (isinstance(kind, str) and kind in POLICY_KINDS) or (
-        isinstance(api_version, str) and api_version.startswith(POLICY_API_GROUP)
-    )
+    ours = kind in POLICY_KINDS or _mentions_policy(api_version)
     if loader.alias_uses and (ours or _expanded_size(node) > MAX_EXPANDED_NODES):
         line, column = _first_alias(text, doc_index) or start
         message = (
@@ -396,6 +426,8 @@ def _document(
             else f"YAML aliases expand to more than {MAX_EXPANDED_NODES} nodes (an alias bomb?)"
         )
         return [PolicyIssue(source.display, line, column, "", message)]
+    if isinstance(data, list):
+        return _listed_policies(data, locator)
     if not ours:
         return None
     assert isinstance(data, dict)
@@ -404,6 +436,8 @@ def _document(
     if not isinstance(kind, str) or kind not in POLICY_KINDS:
         known = ", ".join(POLICY_KINDS)
         hint = did_you_mean(kind, POLICY_KINDS) if isinstance(kind, str) else ""
+        if kind_value is not None and kind is None:
+            return [locator.issue(("kind",), f"must be a string, one of {known}")]
         if kind is None:
             return [locator.issue(("kind",), f"required field is missing (one of {known})")]
         return [locator.issue(("kind",), f"unknown kind {kind!r}{hint} (expected one of {known})")]
@@ -416,6 +450,30 @@ def _document(
         )
     assert isinstance(checked.model, MetricSet)
     return LoadedMetricSet(checked.model, source.display, source.file, doc_index, locator)
+
+
+def _mentions_policy(api_version: Any) -> bool:
+    return isinstance(api_version, str) and api_version.startswith(POLICY_API_GROUP)
+
+
+def _listed_policies(data: list[Any], locator: FieldLocator) -> list[PolicyIssue] | None:
+    """A document that is a list holding policies: an error, never a silent "0 policies"."""
+    issues = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("kind")
+        if (isinstance(kind, str) and kind in POLICY_KINDS) or _mentions_policy(
+            item.get("apiVersion")
+        ):
+            issues.append(
+                locator.issue(
+                    (index,),
+                    f"a {kind if isinstance(kind, str) else 'policy'} written as a list item is "
+                    "not read; write each policy as its own document (separate documents with ---)",
+                )
+            )
+    return issues or None
 
 
 def _issue(locator: FieldLocator, problem: FieldProblem) -> PolicyIssue:

@@ -426,6 +426,8 @@ class Analysis(Model):
 
 
 class BasicAuth(Model):
+    """HTTP basic authentication of a provider in the engine's provider settings."""
+
     username_env: str | None = Field(
         default=None, description="Environment variable with the user."
     )
@@ -436,33 +438,49 @@ class BasicAuth(Model):
     password_file: str | None = Field(default=None, description="File holding the password.")
 
 
-class ProviderAuth(Model):
-    bearer_token_file: str | None = Field(
-        default=None,
-        description="File holding a bearer token (e.g. a service-account token for thanos-querier).",
-    )
-    bearer_token_env: str | None = Field(
-        default=None, description="Environment variable holding a bearer token."
-    )
-    basic_auth: BasicAuth | None = Field(default=None, description="HTTP basic authentication.")
-    ca_file: str | None = Field(default=None, description="PEM bundle to verify the server with.")
-    insecure_skip_verify: bool = Field(
-        default=False, description="Skip TLS verification (test clusters only)."
-    )
+PROVIDER_URL = r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(:[0-9]{1,5})?([/?#][^\s]*)?$"
+"""http(s), a host and an optional port, and no user or password: a policy never carries one."""
+
+MOVED_PROVIDER_AUTH = (
+    "credentials are no longer read from policies (a policy could send the engine's secrets to "
+    "any URL): configure the provider, with its URL and credentials, in the engine's provider "
+    "settings (`--providers FILE`, see docs/metrics.md) and name it here with "
+    "spec.metrics.provider.name"
+)
 
 
 class Provider(Model):
     type: Literal["prometheus"] = Field(default="prometheus", description="Metrics provider type.")
+    name: str | None = Field(
+        default=None,
+        pattern=DNS_LABEL,
+        max_length=63,
+        description=(
+            "A provider the operator configured in the engine's provider settings (--providers): "
+            "its URL and credentials are used. The only way a policy gets an authenticated "
+            "provider."
+        ),
+    )
     url: str | None = Field(
         default=None,
-        pattern=r"^https?://",
-        description="Base URL of the Prometheus HTTP API; --prometheus overrides it.",
+        pattern=PROVIDER_URL,
+        description=(
+            "Base URL of an unauthenticated Prometheus HTTP API (no user or password in it); "
+            "--prometheus overrides it. Leave it out when naming a provider."
+        ),
     )
-    timeout: Duration = Field(default="10s", description="Timeout of one query.")
-    retries: int = Field(default=2, ge=0, le=10, description="Retries on timeouts and 5xx.")
-    auth: ProviderAuth | None = Field(
-        default=None, description="Credentials; secrets only by file or environment variable."
+    timeout: Duration = Field(
+        default="10s", description="Deadline of one query, retries and the whole answer included."
     )
+    retries: int = Field(default=2, ge=0, le=10, description="Retries on refusals and 5xx.")
+
+    @model_validator(mode="after")
+    def _name_or_url(self) -> Provider:
+        if self.name is not None and self.url is not None:
+            raise ValueError(
+                "give either name (a provider of the engine's settings, with its own URL) or url"
+            )
+        return self
 
 
 class MetricTemplate(Model):

@@ -18,9 +18,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
 from policyengine.errors import InvalidPolicyError
+from policyengine.gitops.status import status_path
+from policyengine.limits import link_on_the_way
 from policyengine.metrics.catalog import known_metric_set_names, metric_set_named
 from policyengine.metrics.promql import check_template
 from policyengine.policy.models import (
+    MOVED_PROVIDER_AUTH,
     POLICY_KINDS,
     MetricSet,
     MetricTemplate,
@@ -130,6 +133,8 @@ def _problem_of(entry: Any, data: Mapping[str, Any], schema: Mapping[str, Any]) 
     context = entry.get("ctx") or {}
     if kind == "missing":
         return FieldProblem(field, "required field is missing")
+    if kind == "extra_forbidden" and field == ("spec", "metrics", "provider", "auth"):
+        return FieldProblem(field, MOVED_PROVIDER_AUTH)
     if kind == "extra_forbidden":
         allowed = _property_names(_schema_at(schema, loc[:-1]))
         name = str(loc[-1])
@@ -305,6 +310,9 @@ def check_repository(result: LoadResult, repo_root: Path) -> ValidationReport:
         located, missing = _locate_manifests(loaded)
         manifests.append(located)
         problems = policy_problems(loaded.policy, metric_set_models) + missing
+        linked = link_on_the_way(repo_root, status_path(loaded.policy.key))
+        if linked is not None:  # the engine would write the release status through it
+            problems.append(FieldProblem(("metadata", "name"), f"release status: {linked}"))
         errors += [loaded.issue(problem.field, problem.message) for problem in problems]
         if problems:
             broken.add(index)
@@ -760,6 +768,11 @@ def resolve_manifest(repo_root: Path, policy_file: Path, manifest_path: str) -> 
             f"{manifest_path!r} resolves to {resolved}, outside the repository {root} "
             "(through a symbolic link)"
         )
+    inside = os.path.relpath(candidate.absolute(), repo_root.absolute())
+    if not inside.startswith(".."):
+        linked = link_on_the_way(repo_root, Path(inside).as_posix())
+        if linked is not None:
+            raise InvalidPolicyError(linked)
     if not resolved.exists():
         shown = os.path.relpath(candidate.absolute(), repo_root.absolute())
         raise InvalidPolicyError(f"manifest {shown!r} does not exist (repository root: {root})")

@@ -17,6 +17,7 @@ from policyengine.metrics.catalog import builtin_metric_sets
 from policyengine.metrics.collector import collect, needs_of
 from policyengine.metrics.prometheus import PrometheusProvider
 from policyengine.metrics.remote_write import RemoteWriteClient, SeriesSamples
+from policyengine.metrics.settings import ProviderSettings
 from policyengine.policy.models import MetricSet, MetricTemplate, Provider, ReleasePolicy
 from tests.support.prometheus import (
     T0,
@@ -339,28 +340,42 @@ def test_basic_auth_from_a_password_file(tmp_path: Path, monkeypatch: pytest.Mon
     try:
         password_file = tmp_path / "password"
         password_file.write_text("s3cret\n")
-        settings = Provider.model_validate(
-            {
-                "url": server.url,
-                "auth": {"basicAuth": {"username": "engine", "passwordFile": str(password_file)}},
-            }
-        )
-        allowed = PrometheusProvider.from_settings(settings)
+        known = {
+            "central": ProviderSettings.model_validate(
+                {
+                    "name": "central",
+                    "url": server.url,
+                    "basicAuth": {"username": "engine", "passwordFile": str(password_file)},
+                }
+            ),
+            "wrong": ProviderSettings.model_validate(
+                {
+                    "name": "wrong",
+                    "url": server.url,
+                    "basicAuth": {"username": "engine", "passwordEnv": "PE_TEST_PASSWORD"},
+                }
+            ),
+        }
+        named = Provider.model_validate({"name": "central"})
+        allowed = PrometheusProvider.from_settings(named, known=known)
         assert allowed.query("vector(1)", T0).status is DataStatus.OK
         monkeypatch.setenv("PE_TEST_PASSWORD", "wrong")
-        wrong = Provider.model_validate(
-            {
-                "url": "http://unused.invalid",
-                "auth": {"basicAuth": {"username": "engine", "passwordEnv": "PE_TEST_PASSWORD"}},
-            }
-        )
-        refused = PrometheusProvider.from_settings(wrong, url_override=server.url)
+        wrong = Provider.model_validate({"name": "wrong"})
+        refused = PrometheusProvider.from_settings(wrong, known=known)
         result = refused.query("vector(1)", T0)
         assert result.status is DataStatus.UNREACHABLE and "HTTP 401" in result.message
-        assert "wrong" not in result.message
+        assert "wrong" not in result.message.replace("'wrong'", "")
         monkeypatch.delenv("PE_TEST_PASSWORD")
         with pytest.raises(InvalidPolicyError, match="PE_TEST_PASSWORD"):
-            PrometheusProvider.from_settings(wrong)
+            PrometheusProvider.from_settings(wrong, known=known)
+        with pytest.raises(InvalidPolicyError, match=r"no provider .thanos.*central, wrong"):
+            PrometheusProvider.from_settings(Provider(name="thanos"), known=known)
+        # --prometheus http://user:PASS@host: basic auth, and the password in no message
+        inline = PrometheusProvider(server.url.replace("//", "//engine:s3cret@"), timeout=3)
+        assert inline.query("vector(1)", T0).status is DataStatus.OK
+        assert "s3cret" not in inline.url
+        failing = inline.query("sum(", T0)
+        assert failing.status is DataStatus.QUERY_ERROR and "s3cret" not in failing.message
     finally:
         server.stop()
 
@@ -370,12 +385,15 @@ def test_bearer_token_is_sent_but_never_logged(
 ) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("tok-7f3a9c\n")
-    settings = Provider.model_validate(
-        {"auth": {"bearerTokenFile": str(token_file)}, "timeout": "3s", "retries": 0}
-    )
+    known = {
+        "thanos": ProviderSettings(
+            name="thanos", url=prometheus.url, bearer_token_file=str(token_file)
+        )
+    }
     with pytest.raises(InvalidPolicyError, match="--prometheus"):
-        PrometheusProvider.from_settings(settings)
-    client = PrometheusProvider.from_settings(settings, url_override=prometheus.url)
+        PrometheusProvider.from_settings(Provider())
+    settings = Provider.model_validate({"name": "thanos", "timeout": "3s", "retries": 0})
+    client = PrometheusProvider.from_settings(settings, known=known)
     caplog.set_level("DEBUG")
     result = client.query("escape_probe", T0 + timedelta(minutes=1))
     assert result.status is DataStatus.OK

@@ -120,9 +120,15 @@ def test_a_human_change_to_the_same_lines_wins_and_the_engine_replans(
     assert (policy["decision"], policy["weights"], policy["writes"]) == (
         "hold",
         {"v1": 100, "v2": 0},
-        False,
+        True,  # the status notes when the override began (the dwell restarts on its end)
     )
+    assert policy["diffs"] == {}, "the person's weights are not touched"
     assert "a person changed the weights" in policy["reason"]
-    for minutes in (11, 60):  # well past the step's dwell: still the person's weights
+    repo.reconcile(at(11))
+    noted = repo.head()
+    assert repo.file(SERVICE) == back_to_v1 and "weightsOverriddenAt" in repo.file(
+        status_path(CANARY)
+    )
+    for minutes in (12, 60):  # well past the step's dwell: still the person's weights
         repo.reconcile(at(minutes))
-        assert repo.head() == human
+        assert repo.head() == noted

@@ -387,10 +387,12 @@ def test_did_you_mean(word: str, choices: list[str], hint: str) -> None:
     assert did_you_mean(word, choices) == hint
 
 
-def test_resolve_manifest_accepts_a_symlink_that_stays_inside(tmp_path: Path) -> None:
+def test_resolve_manifest_refuses_a_symlink_even_inside(tmp_path: Path) -> None:
+    # The engine never reads or writes through a link (it would edit the target while Git
+    # records the link): validate says so up front, even for a link staying inside.
     root = write_repo(tmp_path)
     os.symlink("virtualservice.yaml", root / "manifests/alias.yaml")
-    resolved = resolve_manifest(root, root / "policies/fraud.yaml", "manifests/alias.yaml")
-    assert resolved == (root / "manifests/virtualservice.yaml").resolve()
+    with pytest.raises(InvalidPolicyError, match=r"manifests/alias\.yaml is a symbolic link"):
+        resolve_manifest(root, root / "policies/fraud.yaml", "manifests/alias.yaml")
     with pytest.raises(InvalidPolicyError, match="not a file"):
         resolve_manifest(root, root / "policies/fraud.yaml", "manifests")
