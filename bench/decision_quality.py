@@ -42,9 +42,9 @@ from policyengine.metrics.provider import Point, QueryResult, Series
 from policyengine.policy.models import MetricSet, MetricTemplate, ReleasePolicy
 from policyengine.sim.latency import LatencyProfile
 from policyengine.strategies.canary import decide
-from policyengine.strategies.decision import Decision, Phase, TrafficSplit
 from policyengine.strategies.release import apply
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Decision, Phase, TrafficSplit
 
 STEPS = (10, 20, 30, 40, 50)
 MINUTES_PER_STEP = 6

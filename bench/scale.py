@@ -33,9 +33,9 @@ from policyengine.metrics.provider import MetricsProvider
 from policyengine.metrics.remote_write import RemoteWriteClient, SeriesSamples
 from policyengine.policy.models import Provider, ReleasePolicy
 from policyengine.reconciler import Engine, EngineSettings, PassResult
-from policyengine.strategies.decision import Phase, TrafficSplit
 from policyengine.strategies.release import release_id
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Phase, TrafficSplit
 
 RELEASE_START = datetime(2024, 1, 1, tzinfo=UTC)
 """Every generated release began its first step here (simulated time, far in the past)."""

@@ -30,7 +30,7 @@ from policyengine.policy.loader import load_tree
 from policyengine.policy.models import Provider, ReleasePolicy
 from policyengine.policy.validation import check_repository
 from policyengine.reconciler import PolicyPlan, ProviderFactory, plan_pass
-from policyengine.strategies.decision import Decision, Phase, TrafficSplit
+from policyengine.values import Decision, Phase, TrafficSplit
 
 MAX_INSTANTS = 20_000
 """More instants than this is almost certainly a mistaken --step (a week at 30 s is 20,160)."""

@@ -30,8 +30,8 @@ from policyengine.policy.loader import (
 from policyengine.policy.models import ReleasePolicy
 from policyengine.policy.validation import ValidationReport, check_repository
 from policyengine.routers.base import Router
-from policyengine.strategies.decision import TrafficSplit
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import TrafficSplit
 
 TreeEntries = Mapping[str, tuple[str, str]]
 """(mode, blob id) by repository path: `Workspace.tree_entries()`."""

@@ -22,7 +22,7 @@ from policyengine.controller.metrics import ControllerMetrics
 from policyengine.controller.notify import Notifier, NotifySettings
 from policyengine.controller.server import ControllerServer, ServerSettings, webhook_secret
 from policyengine.errors import PolicyEngineError
-from policyengine.gatekeeper import Gatekeeper, cluster_reader, forge_factory
+from policyengine.gates.gatekeeper import Gatekeeper, cluster_reader, forge_factory
 from policyengine.gitops.forges import FORGE_KINDS
 from policyengine.gitops.history import release_history, render_history_json, render_history_text
 from policyengine.gitops.pullrequests import FORGE_ENV, FORGE_REPO_ENV, FORGE_URL_ENV, WriteMode

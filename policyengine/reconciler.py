@@ -31,7 +31,7 @@ from policyengine.errors import (
     StorageObjectMissingError,
     StorageUnavailableError,
 )
-from policyengine.gating import OPEN_GATE, PolicyGate, gated_outcome, gated_status
+from policyengine.gates.policy_gate import OPEN_GATE, PolicyGate, gated_outcome, gated_status
 from policyengine.gitops.commits import engine_commit_message, format_rfc3339
 from policyengine.gitops.environment import git_environment
 from policyengine.gitops.repo import GitCredentials, Workspace
@@ -54,7 +54,7 @@ from policyengine.strategies import Decision, Outcome, Phase, TrafficSplit, appl
 from policyengine.strategies.status import ReleaseStatus
 
 if TYPE_CHECKING:
-    from policyengine.gatekeeper import Gatekeeper
+    from policyengine.gates.gatekeeper import Gatekeeper
     from policyengine.gitops.pullrequests import ProposalReport
 
 log = logging.getLogger("policyengine")
@@ -160,7 +160,7 @@ def plan_pass(
     `known_keys`: every valid policy of the repository (a sharded pass decides only those it
     `owns`); a release whose key is not among them is reported as abandoned.
 
-    `gates`: what Argo CD and the forge said per policy (gatekeeper.py), applied before deciding.
+    `gates`: what Argo CD and the forge said per policy (gates/gatekeeper.py), applied before deciding.
     `cache`: documents parsed in earlier passes (the engine's); without it every file is read.
     `trailers`: added to every commit message (a sharded replica's holder identity).
     `golden_checks`: runs a policy's golden gate (before its first step) or payload-drift check.

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 Point = tuple[datetime, float | None]  # None breaks the line (no traffic in that interval)
 

@@ -29,7 +29,7 @@ from policyengine.analysis.srm import sample_ratio
 from policyengine.analysis.verdict import Assessment, Evidence, ObjectiveResult, Verdict
 from policyengine.policy.duration import parse_duration
 from policyengine.policy.models import MetricTemplate, Objective, ReleasePolicy
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 # Mixing precisions ρ of the confidence sequences, in expected events (the variance of a count of
 # rare events is about the count), as multiples of analysis.minEvents. Harm is tested from the

@@ -14,7 +14,7 @@ from policyengine.policy.models import ReleasePolicy
 from policyengine.report_html import DecisionRecord, MetricSeries, Point, ReleaseTimeline
 from policyengine.sim.fleet import IntervalResult
 from policyengine.sim.timeline import metric_series, served_weights
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 CHART_WINDOW = 5  # intervals pooled per point: one minute of a 10 % canary is mostly noise
 

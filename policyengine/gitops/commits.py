@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from policyengine.strategies.decision import Decision
+from policyengine.values import Decision
 
 POLICY = "Policy"
 DECISION = "Decision"

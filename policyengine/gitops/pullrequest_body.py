@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from policyengine.gitops.commits import engine_records
-from policyengine.strategies.decision import Decision, Outcome, Phase
+from policyengine.values import Decision, Outcome, Phase
 
 BAR_WIDTH = 10
 MARKER = "<!-- policyengine:pull-request -->"

@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from policyengine.errors import ForgeConflictError, ForgeError, PolicyEngineError
-from policyengine.gating import PolicyGate
+from policyengine.gates.policy_gate import PolicyGate
 from policyengine.gitops.branches import EngineGit, proposal_branch
 from policyengine.gitops.forges import Forge, PullRequestState, redact_token
 from policyengine.gitops.pullrequest_body import (
@@ -27,7 +27,7 @@ from policyengine.gitops.pullrequest_body import (
 )
 from policyengine.gitops.status import status_path
 from policyengine.policy.models import ReleasePolicy
-from policyengine.strategies.decision import Outcome
+from policyengine.values import Outcome
 
 log = logging.getLogger(__name__)
 

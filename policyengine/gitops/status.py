@@ -13,8 +13,8 @@ import yaml
 
 from policyengine.errors import InvalidPolicyError
 from policyengine.gitops.commits import format_rfc3339, parse_rfc3339
-from policyengine.strategies.decision import Decision, Phase, TrafficSplit
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Decision, Phase, TrafficSplit
 
 STATUS_DIR = ".policyengine/status"
 HEADER = "# written by policyengine; do not edit\n"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from policyengine.errors import InvalidPolicyError
-from policyengine.gating import PolicyGate
+from policyengine.gates.policy_gate import PolicyGate
 from policyengine.loadtest.result import LoadTestResult
 from policyengine.loadtest.runner import LoadTestConfig, run_loadtest
 from policyengine.loadtest.schedule import Schedule
@@ -22,9 +22,9 @@ from policyengine.loadtest.verdict import performance_gate, unreachable_gate
 from policyengine.policy.duration import parse_duration
 from policyengine.policy.models import ReleasePolicy
 from policyengine.policy.performance import PerformanceGate
-from policyengine.strategies.decision import Phase
 from policyengine.strategies.release import release_id
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Phase
 
 log = logging.getLogger(__name__)
 

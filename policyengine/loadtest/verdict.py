@@ -4,7 +4,7 @@ policy's SLOs, as a PolicyGate (pass: evidence only; miss: roll back or hold, wi
 
 from __future__ import annotations
 
-from policyengine.gating import PolicyGate
+from policyengine.gates.policy_gate import PolicyGate
 from policyengine.loadtest.result import LoadTestResult, render_markdown, summary_line
 from policyengine.loadtest.slo import assess, checks_markdown, parse_all
 from policyengine.policy.performance import PerformanceGate

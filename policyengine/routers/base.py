@@ -18,7 +18,7 @@ from policyengine.documents import describe
 from policyengine.errors import RenderError
 from policyengine.policy.models import ReleasePolicy, Version
 from policyengine.routekey import PIN_HEADER
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 Node = Any
 """A node of a ruamel.yaml round-trip document (CommentedMap, CommentedSeq or a scalar)."""

@@ -32,7 +32,7 @@ from policyengine.routers.base import (
     version_named,
     write_weights,
 )
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 API_VERSIONS = frozenset({"gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"})
 MIRROR = "RequestMirror"

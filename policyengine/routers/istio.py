@@ -31,7 +31,7 @@ from policyengine.routers.base import (
     version_named,
     write_weights,
 )
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 API_VERSIONS = frozenset(
     {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}

@@ -26,7 +26,7 @@ from policyengine.documents import describe
 from policyengine.errors import RenderError
 from policyengine.policy.models import ReleasePolicy, Version
 from policyengine.routers.base import Node, append_key, check_split, require_kind, split_of
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 API_VERSIONS = frozenset({"serving.kserve.io/v1beta1"})
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from policyengine.sim.draws import binomial, multinomial, poisson
 from policyengine.sim.latency import LATENCY_GRID_MS, LatencyProfile, bucket_model
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 DAY_SECONDS = 24 * 3600.0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from policyengine.documents import find_document, load_documents
 from policyengine.policy.models import ReleasePolicy
 from policyengine.routers import router_for
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 
 def split_in_manifest(policy: ReleasePolicy, text: str, source: str = "<string>") -> TrafficSplit:

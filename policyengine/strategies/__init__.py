@@ -7,9 +7,9 @@ from datetime import datetime
 from policyengine.analysis.verdict import Assessment
 from policyengine.policy.models import ReleasePolicy
 from policyengine.strategies import abn, bluegreen, canary, mirror
-from policyengine.strategies.decision import Decision, Outcome, Phase, TrafficSplit
 from policyengine.strategies.release import apply, begin, release_id
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Decision, Outcome, Phase, TrafficSplit
 
 __all__ = [
     "Decision",

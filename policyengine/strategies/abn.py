@@ -16,10 +16,10 @@ from policyengine.analysis.verdict import Assessment
 from policyengine.errors import InvalidPolicyError
 from policyengine.policy.duration import parse_duration
 from policyengine.policy.models import AbnStrategy, ReleasePolicy
-from policyengine.strategies.decision import Decision, Outcome, Phase, TrafficSplit
 from policyengine.strategies.guards import hold, hold_for_data, preempt, rollback
 from policyengine.strategies.reasons import describe_duration, describe_number, describe_results
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Decision, Outcome, Phase, TrafficSplit
 
 # A winner's expected loss must stay under this fraction of the baseline's reward unless the
 # policy sets maxExpectedLoss.

@@ -8,7 +8,6 @@ from policyengine.analysis.verdict import Assessment
 from policyengine.errors import InvalidPolicyError
 from policyengine.policy.duration import parse_duration
 from policyengine.policy.models import BlueGreenStrategy, ReleasePolicy
-from policyengine.strategies.decision import Decision, Outcome, Phase
 from policyengine.strategies.guards import (
     conclude_or_wait,
     evidence_gap,
@@ -20,6 +19,7 @@ from policyengine.strategies.guards import (
 from policyengine.strategies.reasons import describe_duration, describe_percent, objectives_passed
 from policyengine.strategies.splits import candidate_only, candidate_split, released_candidate
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Decision, Outcome, Phase
 
 VALIDATING = 0  # step while the candidate is validated
 SWITCHED = 1  # step after the switch

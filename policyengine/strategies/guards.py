@@ -9,10 +9,10 @@ from datetime import datetime
 from policyengine.analysis.verdict import Assessment, Verdict
 from policyengine.policy.duration import parse_duration
 from policyengine.policy.models import ReleasePolicy
-from policyengine.strategies.decision import Decision, Outcome, Phase
 from policyengine.strategies.reasons import describe_duration, describe_results
 from policyengine.strategies.splits import baseline_only
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Decision, Outcome, Phase
 
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.INCONCLUSIVE})
 

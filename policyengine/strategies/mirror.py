@@ -9,7 +9,6 @@ from policyengine.analysis.verdict import Assessment
 from policyengine.errors import InvalidPolicyError
 from policyengine.policy.duration import parse_duration
 from policyengine.policy.models import MirrorStrategy, ReleasePolicy
-from policyengine.strategies.decision import Decision, Outcome, Phase
 from policyengine.strategies.guards import (
     conclude_or_wait,
     evidence_gap,
@@ -21,6 +20,7 @@ from policyengine.strategies.guards import (
 from policyengine.strategies.reasons import describe_duration, describe_percent, objectives_passed
 from policyengine.strategies.splits import released_candidate, with_mirror
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Decision, Outcome, Phase
 
 MIRRORING = 0  # the only step: mirroring on
 

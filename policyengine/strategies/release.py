@@ -10,9 +10,9 @@ from datetime import datetime
 
 from policyengine.policy.models import ReleasePolicy
 from policyengine.routekey import SEED_KEY, release_seed
-from policyengine.strategies.decision import Decision, Outcome, Phase, TrafficSplit
 from policyengine.strategies.splits import released_candidate
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Decision, Outcome, Phase, TrafficSplit
 
 
 def release_id(policy: ReleasePolicy) -> str:

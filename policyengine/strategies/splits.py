@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from policyengine.policy.models import ReleasePolicy
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 
 def released_candidate(policy: ReleasePolicy) -> str:

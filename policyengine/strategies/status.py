@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from policyengine.strategies.decision import Decision, Phase, TrafficSplit
+from policyengine.values import Decision, Phase, TrafficSplit
 
 
 @dataclass(frozen=True)

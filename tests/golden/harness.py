@@ -14,7 +14,7 @@ from pathlib import Path
 from policyengine.documents import find_document, load_documents
 from policyengine.policy.models import ReleasePolicy
 from policyengine.routers import router_for
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 from tests.support.crd_schemas import require_schemas, validate_manifest, weight_problems
 
 GOLDEN = Path(__file__).parent

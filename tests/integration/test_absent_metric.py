@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from policyengine.cli import main
 from policyengine.gitops.status import parse_status
-from policyengine.strategies.decision import Phase
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Phase
 from tests.support.gitrepos import make_remote
 from tests.support.incidents import (
     BASELINE_LABEL,

@@ -19,7 +19,7 @@ from policyengine.cli import main
 from policyengine.documents import find_document, load_documents
 from policyengine.gitops.status import parse_status
 from policyengine.sim.fleet import Fleet, ModelProfile, VersionKey
-from policyengine.strategies.decision import Decision, Phase, TrafficSplit
+from policyengine.values import Decision, Phase, TrafficSplit
 from tests.support.incidents import (
     BASELINE_LABEL,
     CANDIDATE_LABEL,

@@ -17,8 +17,8 @@ from policyengine.gitops.commits import (
 from policyengine.gitops.history import release_history
 from policyengine.gitops.repo import Workspace
 from policyengine.gitops.status import dump_status, status_path
-from policyengine.strategies.decision import Decision, Phase, TrafficSplit
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Decision, Phase, TrafficSplit
 from tests.support.gitrepos import human_push, make_remote
 
 ENGINE = ("policyengine", "policyengine@example.com")

@@ -26,7 +26,7 @@ from policyengine.sim.fleet import (
     VersionProfile,
 )
 from policyengine.sim.writer import FleetWriter
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 from tests.support.prometheus import T0, PrometheusServer
 
 pytestmark = pytest.mark.prometheus

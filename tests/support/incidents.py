@@ -30,7 +30,7 @@ from policyengine.sim.fleet import (
 )
 from policyengine.sim.manifests import split_in_manifest
 from policyengine.sim.writer import FleetWriter
-from policyengine.strategies.decision import Decision, TrafficSplit
+from policyengine.values import Decision, TrafficSplit
 from tests.support.gitrepos import make_remote
 from tests.support.prometheus import Sample, openmetrics
 from tests.support.release_repos import EXAMPLES, ReleaseRepo

@@ -18,7 +18,7 @@ from policyengine.analysis.observations import (
 from policyengine.analysis.verdict import Assessment, Verdict
 from policyengine.metrics.catalog import metrics_of
 from policyengine.policy.models import ReleasePolicy
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 START = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -19,7 +19,7 @@ from policyengine.gitops.commits import (
     parse_trailers,
     policies_of,
 )
-from policyengine.strategies.decision import Decision
+from policyengine.values import Decision
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from policyengine.documents import find_document, load_documents
 from policyengine.metrics.catalog import metrics_of
 from policyengine.policy.models import ReleasePolicy
 from policyengine.routers import router_for
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 from tests.support.crd_schemas import require_schemas, validate_manifest, weight_problems
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from policyengine.gating import OPEN_GATE, PolicyGate, combine
+from policyengine.gates.policy_gate import OPEN_GATE, PolicyGate, combine
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -13,9 +13,9 @@ from policyengine.loadtest.result import Distribution, LoadTestResult
 from policyengine.loadtest.verdict import performance_gate
 from policyengine.policy.models import ReleasePolicy
 from policyengine.policy.performance import PerformanceGate
-from policyengine.strategies.decision import Phase, TrafficSplit
 from policyengine.strategies.release import release_id
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Phase, TrafficSplit
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

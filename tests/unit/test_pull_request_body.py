@@ -20,7 +20,7 @@ from policyengine.gitops.pullrequest_body import (
     weights_of,
 )
 from policyengine.report import evidence_markdown
-from policyengine.strategies.decision import Decision, Outcome, Phase, TrafficSplit
+from policyengine.values import Decision, Outcome, Phase, TrafficSplit
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 KEY = "fraud-detection/fraud-detector"

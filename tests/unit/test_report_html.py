@@ -16,7 +16,7 @@ from policyengine.report_html import (
     evidence_html,
     render_report,
 )
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 T0 = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)
 EVIDENCE = (

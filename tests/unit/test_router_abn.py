@@ -12,7 +12,7 @@ from policyengine.documents import find_document, load_documents
 from policyengine.policy.models import ReleasePolicy
 from policyengine.routers import router_for
 from policyengine.routers.base import pinned_version
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 from tests.golden.harness import GOLDEN, GoldenCase, check_golden
 from tests.support.crd_schemas import validate_manifest
 

@@ -10,7 +10,7 @@ from policyengine.documents import load_documents
 from policyengine.errors import RenderError
 from policyengine.policy.models import ReleasePolicy
 from policyengine.routers import router_for
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 from tests.golden.harness import GOLDEN, GoldenCase, check_golden
 
 GOLDEN_GATEWAY = GOLDEN / "gatewayapi"

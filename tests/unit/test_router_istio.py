@@ -11,7 +11,7 @@ from policyengine.documents import load_documents
 from policyengine.errors import RenderError
 from policyengine.policy.models import ReleasePolicy
 from policyengine.routers import router_for
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 from tests.golden.harness import WEIGHT_LINE, GoldenCase, check_golden
 
 

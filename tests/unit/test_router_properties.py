@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from policyengine.documents import find_document, load_documents
 from policyengine.policy.models import ReleasePolicy
 from policyengine.routers import router_for
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 from tests.unit import (
     test_router_gatewayapi,
     test_router_istio,

@@ -19,7 +19,7 @@ from policyengine.sim.fleet import (
     splits_of,
 )
 from policyengine.sim.latency import LATENCY_GRID_MS, LatencyProfile
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 START = datetime(2024, 3, 1, 0, 0, tzinfo=UTC)
 POLICY = "models/fraud"

@@ -9,7 +9,7 @@ import pytest
 
 from policyengine.sim.fleet import Fleet, IntervalResult, ModelProfile, VersionKey, VersionProfile
 from policyengine.sim.timeline import metric_series, served_weights
-from policyengine.strategies.decision import TrafficSplit
+from policyengine.values import TrafficSplit
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 POLICY = "ns/model"

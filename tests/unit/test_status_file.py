@@ -15,8 +15,8 @@ from policyengine.gitops.status import (
     parse_status,
     status_path,
 )
-from policyengine.strategies.decision import Decision, Phase, TrafficSplit
 from policyengine.strategies.status import ReleaseStatus
+from policyengine.values import Decision, Phase, TrafficSplit
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
