@@ -18,11 +18,16 @@ _PSEUDO_EVENTS = 0.5
 # within the hour (docs/statistics.md, tuning).
 SPRT_STEP = 0.7
 # The catastrophic rule: beside the normal mixture (power at every effect size), the harm side
-# runs an SPRT of Δ = m against Δ = m + CATASTROPHIC_STEP·m — ten times the tolerance, three times
-# the baseline's rate under a 20 % margin — which proves such harm within a minute or two.
-# The SPRT gets CATASTROPHIC_ALPHA_SHARE of the harm test's α, the mixture the rest.
-CATASTROPHIC_STEP = 10.0
-CATASTROPHIC_ALPHA_SHARE = 0.5
+# runs an SPRT of Δ = m against Δ = m + CATASTROPHIC_STEP·m. Any step keeps α (the SPRT only
+# rejects Δ ≤ m); the step sets where it is fastest. With the first step's traffic (one or two
+# minutes at 10 % of 100 req/s) the best step is about √(2·ln(1/α)·Var Δ̂) — 7 margins for a
+# candidate at three times the baseline's rate under a 20 % margin; 10 and 14 were slower on the
+# tuning seed (docs/statistics.md, tuning).
+# The SPRT gets CATASTROPHIC_ALPHA_SHARE of the harm test's α, the mixture the rest: the SPRT
+# decides large harm within minutes, where every bit of α counts; the mixture has hours for
+# moderate harm, where a smaller α costs little (ln(1/α) grows slowly).
+CATASTROPHIC_STEP = 7.0
+CATASTROPHIC_ALPHA_SHARE = 0.75
 # Counts of rare events are skewed: the SPRT's boundary gets ln(1/α)/6 events more (the
 # Bernstein term of the mixture, in the SPRT's log units), so six errors in sixty requests do
 # not roll back a candidate at 10 req/s.
