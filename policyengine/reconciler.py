@@ -8,6 +8,7 @@ and skipped; every other policy still reconciles.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import os
 import shutil
@@ -28,6 +29,7 @@ from policyengine.errors import (
     GitError,
     GitUnreachableError,
     PolicyEngineError,
+    RenderError,
     StorageObjectMissingError,
     StorageUnavailableError,
 )
@@ -51,6 +53,7 @@ from policyengine.report import evidence_markdown
 from policyengine.routers import router_for
 from policyengine.storage.s3 import S3Location
 from policyengine.strategies import Decision, Outcome, Phase, TrafficSplit, apply, begin, decide
+from policyengine.strategies.splits import baseline_only
 from policyengine.strategies.status import ReleaseStatus
 
 if TYPE_CHECKING:
@@ -236,23 +239,26 @@ def plan_pass(
             log.exception("policy %s failed unexpectedly", item.key)
             plans.append(PolicyPlan(item.key, item.path, current=current, error=_internal(error)))
     keys = set(known_keys) if known_keys is not None else {item.key for item in loaded}
-    notices = tuple(
-        notice
-        for key, notice in _orphaned_releases(root, cache, keys, bool(load_errors))
-        if owns is None or owns(key)
-    )
+    notices: list[str] = []
+    for key, notice, status in _orphaned_releases(root, cache, keys, bool(load_errors)):
+        if owns is not None and not owns(key):
+            continue
+        notices.append(notice)
+        # Acted on only when every policy loaded: an invalid policy is not a deleted one.
+        if not load_errors and ABANDONED_AT not in status.extra:
+            plans.append(_orphan_plan(key, status, manifests, now, trailers or {}))
     return PassPlan(
         now=now,
         head=head,
         policies=tuple(plans),
         load_errors=tuple(load_errors),
-        notices=notices,
+        notices=tuple(notices),
     )
 
 
 def _orphaned_releases(
     root: Path, cache: DocumentCache, keys: set[str], errors: bool
-) -> list[tuple[str, str]]:
+) -> list[tuple[str, str, ReleaseStatus]]:
     """Releases under way whose policy is no longer among the valid ones: said every pass, so
     that a deleted policy never leaves a half-done split looking managed."""
     if cache.entries is None:
@@ -279,11 +285,130 @@ def _orphaned_releases(
         notices.append(
             (
                 key,
-                f"{key}: the release at {status.split.trailer()} is abandoned: {why}; the "
-                "weights are left as they are (restore the policy to resume, or set them by hand)",
+                f"{key}: the release at {status.split.trailer()} is abandoned: {why}; "
+                + (
+                    "the weights go back to the baseline (onDelete: rollback)"
+                    if _on_delete(status).get("mode") == "rollback"
+                    else "the weights are left as they are (restore the policy to resume, or set "
+                    "them by hand)"
+                ),
+                status,
             )
         )
     return notices
+
+
+ON_DELETE = "onDelete"
+"""Status `extra` key: the policy's onDelete: rollback, with what a rollback needs once the policy
+file is gone (the policy as validated, its manifests as repository paths), as JSON."""
+
+ABANDONED_AT = "abandonedAt"
+"""Status `extra` key: when the engine committed that a deleted policy's release was left as is
+(so that it is committed once, not every pass)."""
+
+
+def _on_delete(status: ReleaseStatus) -> dict[str, object]:
+    try:
+        record = json.loads(status.extra.get(ON_DELETE, "{}"))
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _on_delete_record(item: LoadedPolicy, root: Path) -> str | None:
+    """What the status keeps so that a deleted policy can still be rolled back (None: leave)."""
+    policy = item.policy
+    if policy.spec.on_delete != "rollback":
+        return None
+    return json.dumps(
+        {
+            "mode": "rollback",
+            "policy": policy.model_dump(mode="json", by_alias=True, exclude_unset=True),
+            "manifests": [
+                {"path": manifest_path(item, ref, root), "kind": ref.kind, "name": ref.name}
+                for ref in policy.spec.target.manifests
+            ],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def _orphan_plan(
+    key: str,
+    status: ReleaseStatus,
+    manifests: ManifestTexts,
+    now: datetime,
+    trailers: Mapping[str, str],
+) -> PolicyPlan:
+    """The one commit a deleted policy's release gets: its rollback (onDelete: rollback), or the
+    note that it was abandoned with the weights as they are (leave)."""
+    status_file = status_path(key)
+    record = _on_delete(status)
+    try:
+        if record.get("mode") == "rollback":
+            policy = ReleasePolicy.model_validate(record["policy"])
+            refs = [
+                (str(ref["path"]), ref.get("kind"), ref.get("name"))
+                for ref in record["manifests"]  # type: ignore[attr-defined]
+            ]
+            split = baseline_only(policy)
+            outcome = Outcome(
+                Decision.ROLLBACK,
+                "the policy was deleted; onDelete rollback",
+                split,
+                Phase.FAILED,
+                status.step,
+            )
+            changes = _render_at(policy, refs, split, manifests)
+            after = apply(status, outcome, now)
+        else:
+            outcome = Outcome(
+                Decision.HOLD,
+                f"release abandoned at {status.split.trailer()}: the policy was deleted; weights "
+                "left as they are",
+                status.split,
+                status.phase,
+                status.step,
+            )
+            changes = {}
+            after = replace(
+                apply(status, outcome, now),
+                extra={**status.extra, ABANDONED_AT: format_rfc3339(now)},
+            )
+    except PolicyEngineError as error:
+        return PolicyPlan(key, status_file, current=status.split, error=str(error))
+    except (KeyError, TypeError, ValueError) as error:  # a status record edited by hand
+        return PolicyPlan(
+            key,
+            status_file,
+            current=status.split,
+            error=f"{status_file}: extra.{ON_DELETE}: {error}",
+        )
+    changes[status_file] = dump_status(after)
+    message = engine_commit_message(
+        policy_key=key,
+        decision=str(outcome.decision),
+        weights_trailer=outcome.split.trailer(),
+        reason=outcome.reason,
+        evaluated_at=now,
+        evidence_markdown="",
+        extra_trailers={"Release-Id": status.release_id, **trailers},
+    )
+    return PolicyPlan(
+        key,
+        status_file,
+        outcome=outcome,
+        current=status.split,
+        changes=changes,
+        diffs={
+            path: _diff(path, manifests.originals.get(path, ""), text)
+            for path, text in changes.items()
+            if path != status_file
+        },
+        message=message,
+        status=after,
+    )
 
 
 def manifest_path(item: LoadedPolicy, ref: ManifestRef, repo_root: Path) -> str:
@@ -369,6 +494,25 @@ def _observe(
     return observations
 
 
+def _missing_serving(item: LoadedPolicy, manifests: ManifestTexts) -> str:
+    """Which candidate's serving object (`versions[].serving`) is gone, if any: its file deleted,
+    or the file no longer holds exactly one such object. An unreadable file stays the policy's
+    error."""
+    for version in item.policy.spec.candidates:
+        ref = version.serving
+        if ref is None:
+            continue
+        path = manifest_path(item, ref, manifests.root)
+        if not os.path.lexists(manifests.root / path):
+            what = " ".join(part for part in (ref.kind, ref.name) if part) or "serving object"
+            return f"the candidate {version.name}'s {what} is gone: {path} was deleted"
+        try:
+            find_document(load_documents(manifests.get(path), path), ref.kind, ref.name)
+        except RenderError as error:
+            return f"the candidate {version.name}'s serving object is gone: {error}"
+    return ""
+
+
 def _abandoned(previous: ReleaseStatus) -> str:
     """What became of a release whose candidate the policy no longer names."""
     if previous.phase is not Phase.PROGRESSING:
@@ -440,8 +584,17 @@ def _plan_policy(
     gated = gated_outcome(policy, status, gate)
     record: ReleaseStatus | None = None  # a status to write although the decision is a hold
     overridden_at = status.extra.get(OVERRIDDEN_AT)
+    missing = _missing_serving(item, manifests) if status.phase is Phase.PROGRESSING else ""
     if gated is not None:
         outcome = gated
+    elif missing:
+        outcome = Outcome(
+            Decision.HOLD,
+            f"{missing}: holding; the release neither advances nor promotes until it is back",
+            status.split,
+            status.phase,
+            status.step,
+        )
     elif golden is not None and golden.hold_reasons and status.step < 0:
         # Strategies start a release without evidence (there can be none before traffic); a
         # golden test that could not run must not let the first step through.
@@ -524,6 +677,7 @@ def _plan_policy(
         after = replace(apply(status, outcome, now), evidence=plan.evidence)
         if gate.extra and gate.applies_to(status):
             after = replace(after, extra={**after.extra, **dict(gate.extra)})
+        after = replace(after, extra=_with_on_delete(after.extra, item, manifests.root))
         changes[status_file] = dump_status(after)
     diffs = {
         path: _diff(path, manifests.originals.get(path, ""), text)
@@ -540,6 +694,14 @@ def _plan_policy(
         extra_trailers={"Release-Id": status.release_id, **(trailers or {})},
     )
     return replace(plan, changes=changes, diffs=diffs, message=message, status=after)
+
+
+def _with_on_delete(extra: Mapping[str, str], item: LoadedPolicy, root: Path) -> dict[str, str]:
+    """The status's extra with the policy's current onDelete record (a live policy is no longer
+    abandoned)."""
+    kept = {k: v for k, v in extra.items() if k not in (ON_DELETE, ABANDONED_AT)}
+    record = _on_delete_record(item, root)
+    return kept if record is None else {**kept, ON_DELETE: record}
 
 
 OVERRIDDEN_AT = "weightsOverriddenAt"
@@ -563,13 +725,26 @@ def _changes_anything(status: ReleaseStatus, outcome: Outcome) -> bool:
 
 
 def _render(item: LoadedPolicy, split: TrafficSplit, manifests: ManifestTexts) -> dict[str, str]:
-    policy = item.policy
+    refs = [
+        (manifest_path(item, ref, manifests.root), ref.kind, ref.name)
+        for ref in item.policy.spec.target.manifests
+    ]
+    return _render_at(item.policy, refs, split, manifests)
+
+
+def _render_at(
+    policy: ReleasePolicy,
+    refs: Sequence[tuple[str, str | None, str | None]],
+    split: TrafficSplit,
+    manifests: ManifestTexts,
+) -> dict[str, str]:
+    """Render `split` into the manifests at these repository paths (kind, name) with the policy's
+    router; also how a deleted policy with onDelete: rollback is rolled back."""
     router = router_for(policy.spec.target.router)
     changes: dict[str, str] = {}
-    for ref in policy.spec.target.manifests:
-        path = manifest_path(item, ref, manifests.root)
+    for path, kind, name in refs:
         file = load_documents(manifests.get(path), path)
-        router.render(find_document(file, ref.kind or router.kind, ref.name), policy, split)
+        router.render(find_document(file, kind or router.kind, name), policy, split)
         text = file.dump()
         if text != manifests.get(path):
             changes[path] = text

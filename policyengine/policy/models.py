@@ -155,6 +155,16 @@ class Version(Model):
             "(vModelId for ModelMesh, name for OVMS, ...). Defaults to name."
         ),
     )
+    serving: ManifestRef | None = Field(
+        default=None,
+        description=(
+            "The object that serves this version, e.g. its InferenceService in a manifest the "
+            "policy does not route through (path, kind, name). When a candidate's object is no "
+            "longer in that file, the engine holds the release (never advances or promotes) and "
+            "names the missing object. Router manifests are checked anyway: a target manifest "
+            "without its object is that policy's error."
+        ),
+    )
     backend: Backend = Field(
         default_factory=Backend, description="How the router finds this version in the manifests."
     )
@@ -624,6 +634,15 @@ class ReleasePolicySpec(Model):
         description=(
             "Business metrics of an A/B/n test (strategy abn): the first is maximised (or "
             "minimised) among the versions that meet every objective; the others are reported."
+        ),
+    )
+    on_delete: Literal["leave", "rollback"] = Field(
+        default="leave",
+        description=(
+            "What happens to a release under way when this policy file is deleted: leave (the "
+            "weights stay as they are; the abandonment is committed once to the status and told "
+            "every pass) or rollback (the next pass writes all traffic to the baseline, once). "
+            "The engine records this, with what a rollback needs, in the release status it writes."
         ),
     )
     on_inconclusive: InconclusiveAction = Field(
