@@ -248,3 +248,30 @@ def pin_matches(matches: Any) -> CommentedSeq:
     if isinstance(matches, list) and matches:
         return CommentedSeq(plain_copy(m) for m in matches)
     return CommentedSeq([CommentedMap()])
+
+
+def reconcile_pins(
+    routes: list[Any], policy: ReleasePolicy, matched: dict[str, int | None], wanted: dict[str, int]
+) -> list[tuple[str, int]]:
+    """Drop the pin routes nobody can be assigned to any more from `routes` (in place), and say
+    which versions still need a pin: (version, index of its entry in the weighted route).
+
+    Pins matter only while several versions serve: one version alone needs none, and a pin to a
+    version at 0 % is removed so its pinned users fall through to the weighted route.
+    """
+    existing = {
+        name: r for r in routes if isinstance(r, dict) and (name := pinned_version(r)) is not None
+    }
+    serving = sum(1 for weight in wanted.values() if weight > 0)
+    for name, pin in existing.items():
+        if wanted.get(name, 0) == 0 or serving < 2:
+            routes.remove(pin)
+    if serving < 2:
+        return []
+    missing = []
+    for version in policy.spec.versions:
+        index = matched.get(version.name)
+        if wanted[version.name] == 0 or version.name in existing or index is None:
+            continue
+        missing.append((version.name, index))
+    return missing

@@ -27,6 +27,7 @@ from policyengine.routers.base import (
     pinned_version,
     pins_wanted,
     plain_copy,
+    reconcile_pins,
     require_kind,
     split_of,
     version_named,
@@ -81,34 +82,16 @@ class GatewayAPIRouter:
         policy: ReleasePolicy,
         wanted: dict[str, int],
     ) -> None:
-        existing = {
-            name: r
-            for r in rules
-            if isinstance(r, dict) and (name := pinned_version(r)) is not None
-        }
-        # Pins matter only while several versions serve: one version alone needs none.
-        serving = sum(1 for weight in wanted.values() if weight > 0)
-        for name, pin in existing.items():
-            if wanted.get(name, 0) == 0 or serving < 2:
-                rules.remove(pin)  # nobody is assigned there any more: pinned users fall through
         base = rule.get("name") or policy.metadata.name
-        for version in policy.spec.versions:
-            index = matched.get(version.name)
-            if (
-                serving < 2
-                or wanted[version.name] == 0
-                or version.name in existing
-                or index is None
-            ):
-                continue
+        for name, index in reconcile_pins(rules, policy, matched, wanted):
             ref = plain_copy(refs[index])
             ref.pop("weight", None)
             pin = CommentedMap()
-            pin["name"] = f"{base}-pin-{version.name}"
+            pin["name"] = f"{base}-pin-{name}"
             pin["matches"] = pin_matches(rule.get("matches"))
             for condition in pin["matches"]:
                 headers = condition.setdefault("headers", CommentedSeq())
-                headers.append(CommentedMap(type="Exact", name=PIN_HEADER, value=version.name))
+                headers.append(CommentedMap(type="Exact", name=PIN_HEADER, value=name))
             pin["backendRefs"] = [ref]
             rules.insert(rules.index(rule), pin)
 

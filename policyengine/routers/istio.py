@@ -25,6 +25,7 @@ from policyengine.routers.base import (
     pinned_version,
     pins_wanted,
     plain_copy,
+    reconcile_pins,
     require_kind,
     same_number,
     split_of,
@@ -79,32 +80,16 @@ class IstioRouter:
         policy: ReleasePolicy,
         wanted: dict[str, int],
     ) -> None:
-        existing = {
-            name: r for r in http if isinstance(r, dict) and (name := pinned_version(r)) is not None
-        }
-        # Pins matter only while several versions serve: one version alone needs none.
-        serving = sum(1 for weight in wanted.values() if weight > 0)
-        for name, pin in existing.items():
-            if wanted.get(name, 0) == 0 or serving < 2:
-                http.remove(pin)  # nobody is assigned there any more: pinned users fall through
         base = route.get("name") or policy.metadata.name
-        for version in policy.spec.versions:
-            index = matched.get(version.name)
-            if (
-                serving < 2
-                or wanted[version.name] == 0
-                or version.name in existing
-                or index is None
-            ):
-                continue
+        for name, index in reconcile_pins(http, policy, matched, wanted):
             destination = plain_copy(entries[index])
             destination.pop("weight", None)
             pin = CommentedMap()
-            pin["name"] = f"{base}-pin-{version.name}"
+            pin["name"] = f"{base}-pin-{name}"
             pin["match"] = pin_matches(route.get("match"))
             for condition in pin["match"]:
                 condition.setdefault("headers", CommentedMap())[PIN_HEADER] = CommentedMap(
-                    exact=version.name
+                    exact=name
                 )
             pin["route"] = [destination]
             http.insert(http.index(route), pin)
