@@ -6,7 +6,6 @@ tests must never pass in CI by not running.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -17,8 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 import requests
+
+from tests.support.availability import unavailable
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 """The simulated start of time that integration tests query around (data far in the past)."""
@@ -32,9 +32,7 @@ def require_binaries() -> tuple[str, str]:
         reason = (
             f"{' and '.join(missing)} not on PATH; install Debian's prometheus (make prometheus)"
         )
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(reason)
     return str(found["prometheus"]), str(found["promtool"])
 
 
