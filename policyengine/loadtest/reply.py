@@ -20,6 +20,9 @@ class Reply:
     error: str | None = None
     token_times: tuple[float, ...] = ()
     tokens: int = 0
+    # perf_counter time the answer was complete, when the client can tell it closer than the
+    # awaiting task's next turn on a busy event loop.
+    finished: float | None = None
 
 
 TIMEOUT = "timeout"
