@@ -4,6 +4,7 @@ apart, not in bunches at the event loop's millisecond ticks."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import sys
 import time
@@ -25,7 +26,7 @@ def _gaps(pacer: Pacer, rate: float, count: int) -> list[float]:
             pacer.observe(now - due)
             sent.append(now)
         pacer.close()
-        return [b - a for a, b in zip(sent, sent[1:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(sent)]
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(go())
