@@ -61,7 +61,9 @@ async def _serve_one(
                 close = path.endswith("/close")
                 status = b"404 Not Found" if path.endswith("/missing") else b"200 OK"
                 writer.write(
-                    b"HTTP/1.1 " + status + b"\r\nContent-Length: "
+                    b"HTTP/1.1 "
+                    + status
+                    + b"\r\nContent-Length: "
                     + str(len(answer)).encode()
                     + (b"\r\nConnection: close" if close else b"")
                     + b"\r\n\r\n"
