@@ -238,7 +238,7 @@ class Http1Pool:
             server_hostname=self._host if self._ssl else None,
         )
         # uvloop may call connection_made a loop turn after create_connection returns.
-        protocol.transport = cast(asyncio.Transport, transport)
+        protocol.transport = _as_transport(transport)
         return protocol
 
     def _release(self, connection: _Connection) -> None:
@@ -259,3 +259,10 @@ class Http1Pool:
                 waiter.set_result(connection)
                 return True
         return False
+
+
+def _as_transport(transport: asyncio.BaseTransport) -> asyncio.Transport:
+    # Typeshed's create_connection returns BaseTransport in some releases and Transport in
+    # others, and uvloop's transports subclass neither at run time; a cast from the declared
+    # base keeps mypy quiet under both without an isinstance check uvloop would fail.
+    return cast(asyncio.Transport, transport)
