@@ -2,16 +2,25 @@
 
 MLServer 1.7.1 (iris, scikit-learn) on 127.0.0.1 is measured at 200, 500 and 1,000 req/s by
 `policyengine loadtest` (open loop, latency from the intended send time) and by wrk 4.1.0 paced
-to the same rate by a Lua `delay()` schedule (closed loop: latency from the actual send). Then the
-coordinated-omission rows: MLServer's `stall` model blocks the whole server for 1 s once every
-10 s; the paced wrk, the generator's own closed loop and the open loop are compared on p99.
+to the same rate wrk2-style: one connection per wrk thread, each on its own schedule of every
+C-th slot (a Lua `delay()`), latency from the actual send. The two tools take turns, `--repeats`
+times per rate, and the table gives the median of each figure; the p50 comparison is the median
+of the paired ratios (each of our runs against the wrk run just before it), because the server's
+own latency drifts between runs on a shared machine. The server is pinned to the last core and
+the tools to the others (`--no-pin` to share), so the tools compete with each other, not with
+the server they measure.
+
+Then the coordinated-omission rows: MLServer's `stall` model blocks the whole server for 1 s once
+every 10 s; the paced wrk, the generator's own closed loop and the open loop are compared on p99.
 A first row gives the server's capacity at the time (wrk unpaced): the machine is shared.
 
     python bench/loadtest.py --out loadtest.json [--rates 200,500,1000] [--seconds 10]
-                             [--stall-rate 200] [--stall-seconds 60] [--quick]
+                             [--repeats 5] [--stall-rate 200] [--stall-seconds 60] [--no-pin]
+                             [--quick]
 
 Needs `make mlserver` (.venv-mlserver) and wrk (`make wrk`). Prints a Markdown table; writes the
-rows {tool, target_rps, achieved_rps, p50_ms, p99_ms, errors} as JSON.
+rows {tool, target_rps, achieved_rps, p50_ms, p99_ms, errors} (ours also with the generator's CPU
+time per request) and every single run as JSON.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,9 +47,11 @@ from policyengine.loadtest.schedule import Schedule
 from policyengine.loadtest.v2rest import V2RestClient
 from tests.support.mlserver import IRIS_INPUTS, running_mlserver
 
-# wrk paced to a rate: each request claims the next slot of this thread's schedule and waits for
-# it (LuaJIT's ffi for a millisecond clock). Like wrk2's pacing, but latency stays wrk's own:
-# from the actual send.
+# wrk paced to a rate like wrk2: each thread has one connection and every THREADS-th slot of the
+# schedule, starting at its own phase, so the requests leave evenly spaced (one schedule shared
+# by a thread's connections sends them in bunches after each slow answer). LuaJIT's ffi gives
+# CLOCK_MONOTONIC in ms, the clock START_MS was read on. Latency stays wrk's own: from the actual
+# send.
 PACED_WRK = """
 local ffi = require("ffi")
 ffi.cdef[[
@@ -55,12 +67,19 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = BODY
 local interval = INTERVAL_MS
+local threads = THREADS
+local start_ms = START_MS
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
 local next_slot = nil
 function delay()
   local now = now_ms()
-  if next_slot == nil then next_slot = now end
+  if next_slot == nil then next_slot = start_ms + id * interval end
   local slot = next_slot
-  next_slot = next_slot + interval
+  next_slot = next_slot + interval * threads
   local wait = slot - now
   if wait < 0 then return 0 end
   return math.floor(wait + 0.5)
@@ -83,8 +102,16 @@ def run_wrk(
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: make wrk")
-    script = PACED_WRK.replace("BODY", json.dumps(body)).replace("INTERVAL_MS", repr(1000.0 / rate))
-    if rate >= 1e9:  # unpaced
+    paced = rate < 1e9
+    # Paced: a thread per connection (wrk2's arrangement); unpaced, one thread drives them all.
+    threads = connections if paced else 1
+    script = (
+        PACED_WRK.replace("BODY", json.dumps(body))
+        .replace("INTERVAL_MS", repr(1000.0 / rate))
+        .replace("THREADS", str(threads))
+        .replace("START_MS", repr(time.monotonic() * 1000.0 + 20.0))
+    )
+    if not paced:
         script = script.replace("function delay()", "function _paced_delay()")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
@@ -92,7 +119,7 @@ def run_wrk(
         out = subprocess.run(
             [
                 wrk,
-                "-t1",
+                f"-t{threads}",
                 f"-c{connections}",
                 f"-d{int(seconds)}s",
                 "--latency",
@@ -126,6 +153,7 @@ def run_wrk(
 def run_open_loop(
     url: str, model: str, rate: float, seconds: float, warmup: float, connections: int
 ) -> dict[str, Any]:
+    cpu_before = time.process_time()
     result = run_loadtest(
         LoadTestConfig(
             url=url,
@@ -135,13 +163,18 @@ def run_open_loop(
             connections=connections,
         )
     )
+    cpu = time.process_time() - cpu_before
     latency = result.latency
+    all_sent = result.sent + round(rate * warmup)  # the warm-up's requests cost CPU too
     return {
         "achieved_rps": round(result.achieved_rps, 1),
         "sent_rps": round(result.sent_rps, 1),
         "p50_ms": round(latency.percentiles["p50"], 3) if latency else None,
         "p99_ms": round(latency.percentiles["p99"], 3) if latency else None,
         "errors": result.error_count,
+        # The generator's own CPU time (this process, both user and system) per request sent:
+        # what it takes from the cores it shares with whatever it measures.
+        "cpu_us_per_request": round(cpu / all_sent * 1e6, 1) if all_sent else None,
     }
 
 
@@ -170,86 +203,151 @@ def _cell(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
+def _median_row(tool: str, rate: float, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {"tool": tool, "target_rps": rate, "runs": len(runs)}
+    for key in runs[0]:
+        values = [run[key] for run in runs if run.get(key) is not None]
+        row[key] = round(statistics.median(values), 3) if values else None
+    return row
+
+
+def _pin(cores: set[int]) -> None:
+    # Threads and processes started afterwards inherit the calling thread's mask.
+    os.sched_setaffinity(0, cores)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rates", default="200,500,1000")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=5, help="alternating runs per rate and tool")
     parser.add_argument(
         "--connections", type=int, default=8, help="connections of both tools (same server load)"
     )
     parser.add_argument("--stall-rate", type=float, default=200.0)
     parser.add_argument("--stall-seconds", type=float, default=60.0)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s per cell")
+    parser.add_argument("--no-pin", action="store_true", help="server and tools share all cores")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s per cell, 1 repeat")
     args = parser.parse_args()
     seconds = 2.0 if args.quick else args.seconds
+    repeats = 1 if args.quick else max(1, args.repeats)
     stall_seconds = 12.0 if args.quick else args.stall_seconds
     rates = [int(r) if float(r) == int(float(r)) else float(r) for r in args.rates.split(",")]
     body = json.dumps(from_metadata({"inputs": IRIS_INPUTS}))
     rows: list[dict[str, Any]] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-loadtest-") as folder,
-        running_mlserver(Path(folder), stall_period=10.0) as server,
-    ):
-        # What the server can do right now (wrk unpaced, as fast as it answers): on a shared
-        # machine this says which rates can be held at all.
-        capacity = run_wrk(server.url, "iris", 1e9, min(seconds, 5.0), body, args.connections)
-        rows.append({"tool": "wrk, unpaced (server capacity)", "target_rps": 0, **capacity})
-        for rate in rates:
-            # wrk's own warm-up: a short run whose figures are dropped.
-            run_wrk(server.url, "iris", rate, max(1.0, args.warmup), body, args.connections)
-            wrk = run_wrk(server.url, "iris", rate, seconds, body, args.connections)
-            rows.append({"tool": "wrk (paced, closed loop)", "target_rps": rate, **wrk})
-            ours = run_open_loop(server.url, "iris", rate, seconds, args.warmup, args.connections)
-            rows.append({"tool": "policyengine loadtest (open loop)", "target_rps": rate, **ours})
-            print(rows[-2], rows[-1], file=sys.stderr, flush=True)
-        rate = int(args.stall_rate) if args.stall_rate == int(args.stall_rate) else args.stall_rate
-        stall_wrk = run_wrk(server.url, "stall", rate, stall_seconds, body, args.connections)
-        rows.append(
-            {
-                "tool": "wrk (paced, closed loop), server stalls 1 s every 10 s",
-                "target_rps": rate,
-                **stall_wrk,
-            }
-        )
-        closed = run_closed(server.url, "stall", stall_seconds, body, args.connections)
-        rows.append(
-            {
-                "tool": "policyengine closed loop (unpaced), server stalls 1 s every 10 s",
-                "target_rps": 0,
-                **closed,
-            }
-        )
-        stall_ours = run_open_loop(server.url, "stall", rate, stall_seconds, 0.0, args.connections)
-        rows.append(
-            {
-                "tool": "policyengine loadtest (open loop), server stalls 1 s every 10 s",
-                "target_rps": rate,
-                **stall_ours,
-            }
-        )
+    runs: list[dict[str, Any]] = []
+    paired: dict[float, list[float]] = {}
+    cores = sorted(os.sched_getaffinity(0))
+    pinned = not args.no_pin and len(cores) >= 2
+    server_core, tool_cores = {cores[-1]}, set(cores[:-1])
+    with tempfile.TemporaryDirectory(prefix="bench-loadtest-") as folder:
+        server = running_mlserver(Path(folder), stall_period=10.0)
+        if pinned:
+            _pin(server_core)  # MLServer inherits it
+        with server as mlserver:
+            if pinned:
+                _pin(tool_cores)  # this process (our generator) and every wrk started from it
+            url = mlserver.url
+            # What the server can do right now (wrk unpaced, as fast as it answers): on a shared
+            # machine this says which rates can be held at all.
+            capacity = run_wrk(url, "iris", 1e9, min(seconds, 5.0), body, args.connections)
+            rows.append({"tool": "wrk, unpaced (server capacity)", "target_rps": 0, **capacity})
+            for rate in rates:
+                # wrk's own warm-up: a short run whose figures are dropped.
+                run_wrk(url, "iris", rate, max(1.0, args.warmup), body, args.connections)
+                wrk_runs, our_runs = [], []
+                for repeat in range(repeats):
+                    wrk = run_wrk(url, "iris", rate, seconds, body, args.connections)
+                    ours = run_open_loop(url, "iris", rate, seconds, args.warmup, args.connections)
+                    wrk_runs.append(wrk)
+                    our_runs.append(ours)
+                    if ours["p50_ms"] and wrk["p50_ms"]:
+                        paired.setdefault(rate, []).append(ours["p50_ms"] / wrk["p50_ms"])
+                    for tool, run in (("wrk", wrk), ("policyengine", ours)):
+                        runs.append({"tool": tool, "target_rps": rate, "repeat": repeat, **run})
+                    print(rate, repeat, wrk, ours, file=sys.stderr, flush=True)
+                rows.append(_median_row("wrk (paced per connection, closed loop)", rate, wrk_runs))
+                rows.append(_median_row("policyengine loadtest (open loop)", rate, our_runs))
+            rate = (
+                int(args.stall_rate) if args.stall_rate == int(args.stall_rate) else args.stall_rate
+            )
+            stall_wrk = run_wrk(url, "stall", rate, stall_seconds, body, args.connections)
+            rows.append(
+                {
+                    "tool": "wrk (paced per connection, closed loop), server stalls 1 s every 10 s",
+                    "target_rps": rate,
+                    **stall_wrk,
+                }
+            )
+            closed = run_closed(url, "stall", stall_seconds, body, args.connections)
+            rows.append(
+                {
+                    "tool": "policyengine closed loop (unpaced), server stalls 1 s every 10 s",
+                    "target_rps": 0,
+                    **closed,
+                }
+            )
+            stall_ours = run_open_loop(url, "stall", rate, stall_seconds, 0.0, args.connections)
+            rows.append(
+                {
+                    "tool": "policyengine loadtest (open loop), server stalls 1 s every 10 s",
+                    "target_rps": rate,
+                    **stall_ours,
+                }
+            )
     # The machine is shared: its load says how much the figures can be trusted.
     load = [round(x, 2) for x in os.getloadavg()]
+    comparison = {
+        str(rate): {
+            "rate_error": next(
+                r["achieved_rps"] / rate - 1
+                for r in rows
+                if r["target_rps"] == rate and r["tool"].startswith("policyengine loadtest (open")
+            ),
+            "p50_ratio_paired_median": statistics.median(ratios) - 1,
+            "pairs": len(ratios),
+        }
+        for rate, ratios in paired.items()
+    }
     args.out.write_text(
-        json.dumps({"rows": rows, "load_average": load, "cpus": os.cpu_count()}, indent=2) + "\n",
+        json.dumps(
+            {
+                "rows": rows,
+                "runs": runs,
+                "comparison": comparison,
+                "load_average": load,
+                "cpus": os.cpu_count(),
+                "server_core": sorted(server_core) if pinned else None,
+                "tool_cores": sorted(tool_cores) if pinned else None,
+            },
+            indent=2,
+        )
+        + "\n",
         encoding="utf-8",
     )
-    print("| tool | target req/s | achieved req/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|")
+    print("| tool | target req/s | runs | achieved req/s | p50 ms | p99 ms | errors | CPU µs/req |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
+        cpu = row.get("cpu_us_per_request")
         print(
-            f"| {row['tool']} | {row['target_rps'] or 'max'} | {row['achieved_rps']:.1f} | "
-            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} |"
+            f"| {row['tool']} | {row['target_rps'] or 'max'} | {row.get('runs', 1)} | "
+            f"{row['achieved_rps']:.1f} | {_cell(row['p50_ms'])} | {_cell(row['p99_ms'])} | "
+            f"{row['errors']} | {'–' if cpu is None else f'{cpu:.0f}'} |"
         )
-    for rate in rates:
-        wrk_row, ours_row = (
-            r for r in rows if r["target_rps"] == rate and "stalls" not in r["tool"]
-        )
+    print()
+    for rate, figures in comparison.items():
+        rate_ok = abs(figures["rate_error"]) <= 0.01
+        p50_ok = abs(figures["p50_ratio_paired_median"]) <= 0.10
         print(
-            f"{rate:g} req/s: rate error {ours_row['achieved_rps'] / rate - 1:+.2%}, "
-            f"p50 vs wrk {ours_row['p50_ms'] / wrk_row['p50_ms'] - 1:+.1%}"
+            f"{rate} req/s: rate error {figures['rate_error']:+.2%} "
+            f"({'within' if rate_ok else 'NOT within'} 1 %), p50 vs wrk (median of "
+            f"{figures['pairs']} paired "
+            f"ratios) {figures['p50_ratio_paired_median']:+.1%} "
+            f"({'within' if p50_ok else 'NOT within'} 10 %)"
         )
+    print(f"load average at the end: {load}; pinned: {pinned}")
     return 0
 
 
