@@ -21,7 +21,7 @@ import pytest
 from click.testing import Result
 
 from tests.support.fake_kube import FakeKubeApi, application, running_kube_api
-from tests.support.prometheus import free_port
+from tests.support.ports import free_port
 from tests.support.release_repos import (
     T0,
     ReleaseRepo,

@@ -36,7 +36,8 @@ from tests.support.incidents import (
     scheduled_split,
     version,
 )
-from tests.support.prometheus import PrometheusServer, free_port
+from tests.support.ports import free_port
+from tests.support.prometheus import PrometheusServer
 from tests.support.release_repos import ReleaseRepo, rfc3339
 
 pytestmark = pytest.mark.prometheus

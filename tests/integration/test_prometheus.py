@@ -19,12 +19,12 @@ from policyengine.metrics.prometheus import PrometheusProvider
 from policyengine.metrics.remote_write import RemoteWriteClient, SeriesSamples
 from policyengine.metrics.settings import ProviderSettings
 from policyengine.policy.models import MetricSet, MetricTemplate, Provider, ReleasePolicy
+from tests.support.ports import free_port
 from tests.support.prometheus import (
     T0,
     PrometheusServer,
     Sample,
     counter_samples,
-    free_port,
     openmetrics,
 )
 

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.availability import unavailable
+from tests.support.ports import free_ports
 
 BINARIES = (
     "ceph-mon",
@@ -67,28 +67,29 @@ def require_ceph() -> None:
         unavailable(message)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _run(*args: str, conf: Path, timeout: float = 60) -> str:
     result = subprocess.run(
         [*args],
-        check=True,
         capture_output=True,
         text=True,
         timeout=timeout,
         env={**os.environ, "CEPH_CONF": str(conf)},
     )
+    if result.returncode != 0:
+        # A daemon that fails to start says why only in its log (a port taken, a bad keyring).
+        logs = sorted((conf.parent / "log").glob("*.log"), key=lambda log: log.stat().st_mtime)
+        tail = logs[-1].read_text(errors="replace").splitlines()[-8:] if logs else []
+        raise RuntimeError(
+            f"{' '.join(args)} exited {result.returncode}: {result.stderr.strip()[-2000:]}"
+            + ("\nlast lines of " + str(logs[-1]) + ":\n" + "\n".join(tail) if tail else "")
+        )
     return result.stdout
 
 
-def _config(state: Path, fsid: str, mon_port: int, rgw_port: int) -> str:
+def _config(state: Path, fsid: str, mon_v2_port: int, mon_v1_port: int, rgw_port: int) -> str:
     return f"""[global]
 fsid = {fsid}
-mon_host = [v2:127.0.0.1:{mon_port},v1:127.0.0.1:{mon_port + 1}]
+mon_host = [v2:127.0.0.1:{mon_v2_port},v1:127.0.0.1:{mon_v1_port}]
 public_addr = 127.0.0.1
 cluster_addr = 127.0.0.1
 ms_bind_ipv6 = false
@@ -177,9 +178,9 @@ def running_gateway(state: Path) -> Iterator[RadosGateway]:
     require_ceph()
     for folder in ("run", "log", "mon.a", "osd.0", "rgw.a", "crash"):
         (state / folder).mkdir(parents=True, exist_ok=True)
-    mon_port, rgw_port = free_port(), free_port()
+    mon_v2_port, mon_v1_port, rgw_port = free_ports(3)
     conf = state / "ceph.conf"
-    conf.write_text(_config(state, str(uuid.uuid4()), mon_port, rgw_port))
+    conf.write_text(_config(state, str(uuid.uuid4()), mon_v2_port, mon_v1_port, rgw_port))
     try:
         _start(state, conf, rgw_port)
         yield RadosGateway(f"http://127.0.0.1:{rgw_port}", ACCESS_KEY, SECRET_KEY, state)

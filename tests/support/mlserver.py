@@ -23,7 +23,7 @@ from pathlib import Path
 import requests
 
 from tests.support.availability import unavailable
-from tests.support.prometheus import free_port
+from tests.support.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -143,7 +143,7 @@ class MLServer:
         self.binary = mlserver_binary()
         self.workdir = workdir
         self.models = workdir / "models"
-        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log = workdir / "mlserver.log"

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import requests
 from aiohttp import web
 
-from tests.support.prometheus import free_port
+from tests.support.ports import free_port
 
 
 def make_app(ttft: float, itl: float) -> web.Application:

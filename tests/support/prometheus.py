@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 import requests
 
 from tests.support.availability import unavailable
+from tests.support.ports import free_port
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 """The simulated start of time that integration tests query around (data far in the past)."""
@@ -34,12 +34,6 @@ def require_binaries() -> tuple[str, str]:
         )
         unavailable(reason)
     return str(found["prometheus"]), str(found["promtool"])
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PrometheusServer:
