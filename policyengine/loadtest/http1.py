@@ -18,7 +18,7 @@ import contextlib
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -27,11 +27,14 @@ import httptools
 
 @dataclass(frozen=True)
 class Response:
-    """`finished`: the perf_counter time the last byte of the response was parsed."""
+    """`written`: the perf_counter time the request was handed to the socket (its first attempt's,
+    when a dropped idle connection made it go again); `finished`: when the last byte of the
+    response was parsed."""
 
     status: int
     body: bytes
     finished: float
+    written: float
 
 
 class _Reopen(ConnectionError):
@@ -50,12 +53,14 @@ class _Connection(asyncio.Protocol):
         self._chunks: list[bytes] = []
         self._waiter: asyncio.Future[Response] | None = None
         self._answered = False  # a byte of the current response has arrived
+        self.written = 0.0  # perf_counter time of the current request's write
 
     def send(self, data: bytes) -> asyncio.Future[Response]:
         assert self.transport is not None
         waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._waiter = waiter
         self._answered = False
+        self.written = time.perf_counter()  # before the write, as wrk takes its start
         self.transport.write(data)
         return waiter
 
@@ -93,7 +98,8 @@ class _Connection(asyncio.Protocol):
         self._chunks = []
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_result(Response(self._parser.get_status_code(), body, finished))
+            status = self._parser.get_status_code()
+            waiter.set_result(Response(status, body, finished, self.written))
 
     def _fail(self, error: Exception) -> None:
         waiter, self._waiter = self._waiter, None
@@ -155,6 +161,7 @@ class Http1Pool:
     async def request(self, method: str, path: str, body: bytes = b"") -> Response:
         """Raises ConnectionError (or OSError) when no answer could be had."""
         data = self.encode(method, path, body)
+        first_written: float | None = None
         for attempt in range(2):
             connection, reused = await self._acquire()
             try:
@@ -162,6 +169,7 @@ class Http1Pool:
             except _Reopen as error:
                 self._discard(connection)
                 if reused and attempt == 0:
+                    first_written = connection.written
                     continue
                 raise ConnectionError(str(error)) from None
             except BaseException:
@@ -173,6 +181,8 @@ class Http1Pool:
             else:
                 connection.abort()
                 self._discard(connection)
+            if first_written is not None:
+                response = replace(response, written=first_written)
             return response
         raise AssertionError("unreachable")
 

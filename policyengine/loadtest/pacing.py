@@ -98,6 +98,9 @@ class TimerFdPacer(Pacer):
             self._waiter = None
 
     def observe(self, late: float) -> None:
+        # One request stuck behind a stalled server (or a full pool) is not the wake-up's cost:
+        # a sample counts for at most the lead's own bound.
+        late = min(_MAX_LEAD, max(-_MAX_LEAD, late))
         self.lead = min(_MAX_LEAD, max(0.0, self.lead + _GAIN * late))
 
     def close(self) -> None:

@@ -23,6 +23,10 @@ class Reply:
     # perf_counter time the answer was complete, when the client can tell it closer than the
     # awaiting task's next turn on a busy event loop.
     finished: float | None = None
+    # perf_counter time the request was handed to the socket, when the client can tell: the open
+    # loop times a request that left early from here, and its pacer learns how long the client
+    # takes between being called and writing.
+    written: float | None = None
 
 
 TIMEOUT = "timeout"

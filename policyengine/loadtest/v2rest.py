@@ -136,4 +136,11 @@ class V2RestClient:
         ok = response.status == 200
         decoded = json.loads(response.body) if self._keep_body and response.body else None
         error_text = None if ok else response.body[:200].decode("utf-8", "replace")
-        return Reply(str(response.status), ok, decoded, error_text, finished=response.finished)
+        return Reply(
+            str(response.status),
+            ok,
+            decoded,
+            error_text,
+            finished=response.finished,
+            written=response.written,
+        )

@@ -210,7 +210,7 @@ def test_the_url_path_prefixes_every_request_with_the_headers_and_the_time_it_fi
             assert (method, path, body) == ("POST", "/gateway/v2/models/m/infer", b'{"a": 1}')
             assert headers["x-tenant"] == "fraud"
             assert headers["host"] == url.removeprefix("http://")
-            assert before < response.finished <= after
+            assert before < response.written < response.finished <= after
             assert pool.encode("GET", "/a", b"1") == pool.encode("GET", "/a", b"1")  # cached head
 
     asyncio.run(go())

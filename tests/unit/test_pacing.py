@@ -12,7 +12,9 @@ import time
 import pytest
 
 from policyengine.loadtest.pacing import Pacer, TimerFdPacer, new_pacer
-from policyengine.loadtest.runner import new_event_loop
+from policyengine.loadtest.reply import Reply
+from policyengine.loadtest.runner import new_event_loop, run
+from policyengine.loadtest.schedule import Schedule
 
 
 def _gaps(pacer: Pacer, rate: float, count: int) -> list[float]:
@@ -74,3 +76,41 @@ def test_the_sleeping_pacer_never_wakes_a_tick_late() -> None:
     # (The median, not the max: a shared machine can deschedule the test at any moment.)
     assert statistics.median(late) <= 0.0005
     assert min(late) >= -0.0011
+
+
+def test_a_request_is_timed_from_when_it_reached_the_socket() -> None:
+    """A client that takes 1 ms between being called and writing: the service time counts from the
+    write (what wrk times), and the send lag says the request left late (less what the pacer's
+    lead, at most 0.5 ms, made up)."""
+
+    async def slow_to_write(body: object) -> Reply:
+        now = time.perf_counter()
+        return Reply("200", True, written=now + 0.001, finished=now + 0.003)
+
+    result = asyncio.run(
+        run(
+            slow_to_write, [b"{}"], Schedule(rate=200, requests=200), protocol="v2-rest", target="t"
+        )
+    )
+    assert result.service_time is not None and result.send_lag is not None
+    assert result.latency is not None
+    assert result.service_time.percentiles["p50"] == pytest.approx(2.0, abs=0.05)
+    assert result.send_lag.percentiles["p50"] >= 0.4
+    lag_and_service = result.send_lag.percentiles["p50"] + result.service_time.percentiles["p50"]
+    assert result.latency.percentiles["p50"] == pytest.approx(lag_and_service, abs=0.1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timerfd is Linux's")
+def test_one_request_stuck_behind_a_stall_moves_the_lead_by_little() -> None:
+    pacer = TimerFdPacer()
+    try:
+        pacer.observe(1.0)  # a second late: the server stalled, not the wake-up
+        assert pacer.lead <= 0.05 * 0.0005 + 1e-12
+        for _ in range(200):
+            pacer.observe(0.001)
+        assert pacer.lead == pytest.approx(0.0005)  # bounded
+        for _ in range(400):
+            pacer.observe(-0.001)
+        assert pacer.lead == 0.0
+    finally:
+        pacer.close()
