@@ -26,8 +26,8 @@ prometheus:
 # MLServer 1.7.1 (a real KServe V2 server) for the load-test tests and bench, in a virtualenv of
 # its own: its pins and its protobuf stubs must not meet ours (pyproject's `mlserver` extra).
 # httptools is what `uvicorn[standard]` brings: uvicorn then parses HTTP in C instead of h11,
-# which lifts this server from ~1,300 to ~1,700 req/s on one core, so the bench's 1,000 req/s
-# measures the generators rather than a server at its limit.
+# (on one core of a noisy 2-core host: 1,250-1,380 req/s with h11, 1,370-1,700 with httptools),
+# so the bench's 1,000 req/s measures the generators rather than a server at its limit.
 MLSERVER_VENV := .venv-mlserver
 MLSERVER_STAMP := $(MLSERVER_VENV)/.installed
 MLSERVER_PACKAGES := mlserver==1.7.1 mlserver-sklearn==1.7.1 'httptools>=0.6,<1'

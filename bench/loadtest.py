@@ -14,8 +14,8 @@ Then the coordinated-omission rows: MLServer's `stall` model blocks the whole se
 every 10 s; the paced wrk, the generator's own closed loop and the open loop are compared on p99.
 A first row gives the server's capacity at the time (wrk unpaced): the machine is shared.
 
-    python bench/loadtest.py --out loadtest.json [--rates 200,500,1000] [--seconds 10]
-                             [--repeats 5] [--stall-rate 200] [--stall-seconds 60] [--no-pin]
+    python bench/loadtest.py --out loadtest.json [--rates 200,500,1000] [--seconds 4]
+                             [--repeats 15] [--stall-rate 200] [--stall-seconds 60] [--no-pin]
                              [--quick]
 
 Needs `make mlserver` (.venv-mlserver) and wrk (`make wrk`). Prints a Markdown table; writes the
@@ -220,9 +220,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rates", default="200,500,1000")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    # Many short turns rather than a few long ones: the two runs of a pair are seconds apart, so a
+    # slow spell of the shared host falls on both more often, and a median of 15 paired ratios
+    # moves far less between benches than one of 5 (seen here: 5 x 10 s gave -16 % and +10 % at
+    # 1,000 req/s on the same afternoon).
+    parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--repeats", type=int, default=5, help="alternating runs per rate and tool")
+    parser.add_argument(
+        "--repeats", type=int, default=15, help="alternating runs per rate and tool"
+    )
     parser.add_argument(
         "--connections", type=int, default=8, help="connections of both tools (same server load)"
     )
