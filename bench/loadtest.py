@@ -211,6 +211,12 @@ def _median_row(tool: str, rate: float, runs: list[dict[str, Any]]) -> dict[str,
     return row
 
 
+def _rate(text: str) -> float:
+    """A rate as typed, shown without ".0" in the table when it is whole."""
+    value = float(text)
+    return int(value) if value == int(value) else value
+
+
 def _pin(cores: set[int]) -> None:
     # Threads and processes started afterwards inherit the calling thread's mask.
     os.sched_setaffinity(0, cores)
@@ -240,7 +246,7 @@ def main() -> int:
     seconds = 2.0 if args.quick else args.seconds
     repeats = 1 if args.quick else max(1, args.repeats)
     stall_seconds = 12.0 if args.quick else args.stall_seconds
-    rates = [int(r) if float(r) == int(float(r)) else float(r) for r in args.rates.split(",")]
+    rates = [_rate(text) for text in args.rates.split(",")]
     body = json.dumps(from_metadata({"inputs": IRIS_INPUTS}))
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
@@ -276,9 +282,7 @@ def main() -> int:
                     print(rate, repeat, wrk, ours, file=sys.stderr, flush=True)
                 rows.append(_median_row("wrk (paced per connection, closed loop)", rate, wrk_runs))
                 rows.append(_median_row("policyengine loadtest (open loop)", rate, our_runs))
-            rate = (
-                int(args.stall_rate) if args.stall_rate == int(args.stall_rate) else args.stall_rate
-            )
+            rate = _rate(str(args.stall_rate))
             stall_wrk = run_wrk(url, "stall", rate, stall_seconds, body, args.connections)
             rows.append(
                 {
